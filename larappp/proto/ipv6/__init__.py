@@ -1,0 +1,1 @@
+"""proto.ipv6 package."""

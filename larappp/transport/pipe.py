@@ -1,0 +1,78 @@
+"""The one byte-channel type ("pipe") every module port is seen through.
+
+A serial device, a pty, an RFC 2217 URL, an in-memory pair and (later) a CMUX channel
+are all pipes. Exactly one owner holds a pipe at a time: the AT runner holds it until
+CONNECT, then hands it to the PPP engine, which gives it back at hang-up.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from larappp.errors import PortError
+
+
+@dataclass(frozen=True)
+class ModemLines:
+    """State of the DCE's output lines as the DTE sees them (None: the pipe cannot tell)."""
+
+    cts: bool | None = None
+    dsr: bool | None = None
+    dcd: bool | None = None
+    ri: bool | None = None
+
+
+class Pipe(abc.ABC):
+    """An open, asynchronous byte channel to one port of the module."""
+
+    name: str = "pipe"
+    #: True when DTR/RTS can be set and CTS/DCD read (serial device, RFC 2217), False on a pty.
+    has_modem_lines: bool = False
+
+    def __init__(self) -> None:
+        self._owner: str | None = None
+
+    # -- ownership -------------------------------------------------------------
+    @property
+    def owner(self) -> str | None:
+        return self._owner
+
+    def attach(self, owner: str) -> None:
+        """Take the pipe for `owner`; refuses while another owner holds it."""
+        if self._owner is not None and self._owner != owner:
+            raise PortError(f"{self.name} is held by {self._owner}; release it before {owner} uses it")
+        self._owner = owner
+
+    def release(self, owner: str) -> None:
+        """Give the pipe back; only its current owner may."""
+        if self._owner != owner:
+            raise PortError(f"{owner} released {self.name}, which it does not hold")
+        self._owner = None
+
+    # -- data ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Open the port; raises PortError naming the port when it cannot."""
+
+    @abc.abstractmethod
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """Wait for and return at least one byte; raises PortClosed when the port went away."""
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Write all of `data` (waiting while flow control holds it); PortClosed if gone."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the port; safe to call twice."""
+
+    # -- modem lines -------------------------------------------------------------
+    def set_dtr(self, on: bool) -> None:
+        raise PortError(f"{self.name} has no DTR line (a pty has none): use an RFC 2217 URL or a serial device")
+
+    def set_rts(self, on: bool) -> None:
+        raise PortError(f"{self.name} has no RTS line (a pty has none): use an RFC 2217 URL or a serial device")
+
+    def modem_lines(self) -> ModemLines:
+        return ModemLines()
