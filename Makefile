@@ -1,0 +1,37 @@
+# Two entry points for a fresh Debian machine, as root:
+#   make demo   install larappp and run its main job against the built-in LARA-R6 simulator
+#   make test   install larappp with its test tools and run the whole test suite
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+DEB_PACKAGES = iproute2 iputils-ping iperf3 dnsutils procps
+STAMP = .deps-installed
+
+.PHONY: demo test deps install lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	@if [ "$$(id -u)" != 0 ]; then echo "run as root: larappp configures interfaces and namespaces" >&2; exit 1; fi
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(PIP) install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+deps: $(STAMP)
+install: deps
+
+demo: deps
+	$(PYTHON) scripts/demo.py
+
+test: deps
+	$(PYTHON) -m pytest -q tests
+
+lint: deps
+	ruff check larappp tests scripts
+	mypy larappp
+
+bench: deps
+	$(PYTHON) scripts/bench_hdlc.py
+
+clean:
+	rm -rf $(STAMP) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,335 @@
+"""larappp's configuration: one TOML file for the modem and up to three PPP sessions.
+
+Every mistake is reported as one ConfigError naming the file, the key and what to change.
+The PDP rules of the app note (one APN per context, CID 1 is the LTE default bearer, at
+most three PPP instances...) are checked by `larappp.vendor.lara_r6.check_pdp_plan`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from larappp.errors import ConfigError
+
+SIM_PORT = "sim"
+TEARDOWN_METHODS = ("lcp", "dtr", "escape", "ath")
+BACKENDS = ("auto", "builtin", "pppd")
+AUTH_METHODS = ("none", "pap", "chap")
+PDP_TYPES = ("IP", "IPV6", "IPV4V6")
+DNS_MODES = ("auto", "file", "resolvconf", "resolved", "none")
+XLAT_MODES = ("auto", "off")
+
+DEFAULT_CONFIG_PATH = Path("/etc/larappp/larappp.toml")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Knobs of the built-in simulator used when `modem.port = "sim"`."""
+
+    operator: str = "europe"
+    grant: str = "IPV4V6"
+    registration_delay: float = 1.0
+    reboot_time: float = 1.0
+    echo: bool = True
+    urc_noise: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModemConfig:
+    """How to reach the module and how to bring it up."""
+
+    port: str = SIM_PORT
+    baud: int = 115200
+    rtscts: bool = False
+    mno_profile: int | None = None
+    embpf: str | None = None
+    fix_host_ports: bool = False
+    xlat: str = "auto"
+    default_cid: int | None = None
+    default_ip_type: int = 0
+    disable_lwm2m: bool = True
+    command_timeout: float = 10.0
+    registration_timeout: float = 180.0
+    reboot_timeout: float = 60.0
+    state_dir: str = "/var/lib/larappp"
+    runtime_dir: str = "/run/larappp"
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """One PDP context carried by one PPP session on one module port."""
+
+    cid: int
+    apn: str
+    pdp_type: str = "IPV4V6"
+    auth: str = "none"
+    user: str = ""
+    password: str = field(default="", repr=False)
+    teardown: str = "lcp"
+    backend: str = "auto"
+    port: str | None = None
+    ifname: str | None = None
+    mtu: int | None = None
+    default_route: bool = True
+    metric: int | None = None
+    dns: str = "auto"
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return {"IP": (4,), "IPV6": (6,), "IPV4V6": (4, 6)}[self.pdp_type]
+
+    @property
+    def name(self) -> str:
+        return self.ifname or f"lara{self.cid}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration: modem, sessions, and the simulator's knobs."""
+
+    modem: ModemConfig
+    sessions: tuple[SessionConfig, ...]
+    sim: SimConfig = SimConfig()
+    source: str = "<defaults>"
+
+    @property
+    def uses_simulator(self) -> bool:
+        return self.modem.port == SIM_PORT
+
+    def secrets(self) -> list[str]:
+        return [s.password for s in self.sessions if s.password] + [
+            s.user for s in self.sessions if s.user
+        ]
+
+
+def default_config() -> Config:
+    """The embedded default: one dual-stack session against the built-in simulator."""
+    return Config(
+        modem=ModemConfig(embpf="6000-6200"),
+        sessions=(SessionConfig(cid=1, apn="internet", teardown="escape"),),
+    )
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a TOML file; None gives the embedded simulator default."""
+    if path is None:
+        return default_config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist: create it or pass --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p} cannot be read ({exc}): fix its permissions or encoding") from None
+    return parse_config(text, source=str(p))
+
+
+def parse_config(text: str, *, source: str = "<config>") -> Config:
+    """Parse TOML text into a Config, naming `source` in every error."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML ({exc}): fix the syntax there") from None
+    reader = _Reader(source)
+    unknown = set(data) - {"modem", "session", "sim"}
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown section [{sorted(unknown)[0]}]; the sections are [modem], [[session]] and [sim]"
+        )
+    modem = reader.modem(reader.table(data, "modem"))
+    sessions_raw = data.get("session", [])
+    if not isinstance(sessions_raw, list) or not all(isinstance(s, dict) for s in sessions_raw):
+        raise ConfigError(f"{source}: sessions are written as [[session]] tables")
+    if not sessions_raw:
+        raise ConfigError(f"{source}: no [[session]] is configured; add one with at least cid and apn")
+    sessions = tuple(reader.session(i, s) for i, s in enumerate(sessions_raw))
+    sim = reader.sim(reader.table(data, "sim"))
+    config = Config(modem=modem, sessions=sessions, sim=sim, source=source)
+    _check_cross(config)
+    return config
+
+
+def _check_cross(config: Config) -> None:
+    src = config.source
+    names = [s.name for s in config.sessions]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{src}: two sessions use the interface name {_dup(names)}; give each its own ifname")
+    if not config.uses_simulator:
+        ports = [s.port or config.modem.port for s in config.sessions]
+        if len(set(ports)) != len(ports):
+            raise ConfigError(
+                f"{src}: sessions share the port {_dup(ports)}; each PPP session needs its own module port "
+                "(set session.port, e.g. /dev/ttyACM0, /dev/ttyACM2)"
+            )
+    from larappp.vendor import lara_r6
+
+    lara_r6.check_pdp_plan(
+        [
+            lara_r6.PdpPlan(
+                cid=s.cid, apn=s.apn, pdp_type=s.pdp_type, auth=s.auth, user=s.user,
+                password=s.password, mtu=s.mtu,
+            )
+            for s in config.sessions
+        ],
+        mno_profile=config.modem.mno_profile,
+    )
+    if config.modem.embpf is not None:
+        try:
+            lara_r6.PortRange.parse(config.modem.embpf)
+        except ConfigError as exc:
+            raise ConfigError(f"{src}: modem.embpf: {exc}") from None
+
+
+def _dup(items: list[str]) -> str:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return ""
+
+
+class _Reader:
+    """Typed access to TOML tables, with errors that name the key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.source}: [{key}] must be a table")
+        return value
+
+    def _get(self, where: str, table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            raise ConfigError(f"{self.source}: {where}.{key} must be a number, not {value!r}")
+        if not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise ConfigError(f"{self.source}: {where}.{key} must be a {names}, not {value!r}")
+        return value
+
+    def _choice(self, where: str, table: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self._get(where, table, key, str, default)
+        if value not in choices:
+            raise ConfigError(f"{self.source}: {where}.{key} = {value!r} is not one of {', '.join(choices)}")
+        return str(value)
+
+    def _unknown(self, where: str, table: dict[str, Any], allowed: set[str]) -> None:
+        extra = sorted(set(table) - allowed)
+        if extra:
+            raise ConfigError(f"{self.source}: unknown key {where}.{extra[0]}; known keys: {', '.join(sorted(allowed))}")
+
+    def _positive(self, where: str, key: str, value: float) -> float:
+        if value <= 0:
+            raise ConfigError(f"{self.source}: {where}.{key} must be greater than 0")
+        return value
+
+    def modem(self, t: dict[str, Any]) -> ModemConfig:
+        w = "modem"
+        self._unknown(w, t, set(ModemConfig.__dataclass_fields__) | {"flow_control"})
+        d = ModemConfig()
+        port = self._get(w, t, "port", str, d.port)
+        if port != SIM_PORT and not (port.startswith("/") or port.startswith("rfc2217://")):
+            raise ConfigError(
+                f"{self.source}: modem.port = {port!r}: use \"sim\", a device path such as /dev/ttyACM0, "
+                "or rfc2217://host:port"
+            )
+        baud = self._get(w, t, "baud", int, d.baud)
+        if baud not in (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000, 3000000):
+            raise ConfigError(f"{self.source}: modem.baud = {baud} is not a rate the module supports (e.g. 115200)")
+        flow = self._get(w, t, "flow_control", str, None)
+        rtscts = self._get(w, t, "rtscts", bool, d.rtscts)
+        if flow is not None:
+            if flow not in ("rtscts", "none"):
+                raise ConfigError(f"{self.source}: modem.flow_control = {flow!r} is not one of rtscts, none")
+            rtscts = flow == "rtscts"
+        mno = self._get(w, t, "mno_profile", int, d.mno_profile)
+        if mno is not None and not 0 <= mno <= 255:
+            raise ConfigError(f"{self.source}: modem.mno_profile = {mno} is out of range 0..255")
+        default_cid = self._get(w, t, "default_cid", int, d.default_cid)
+        if default_cid is not None and not 1 <= default_cid <= 8:
+            raise ConfigError(f"{self.source}: modem.default_cid = {default_cid} is out of range 1..8")
+        ip_type = self._get(w, t, "default_ip_type", int, d.default_ip_type)
+        if ip_type not in (0, 1, 2):
+            raise ConfigError(f"{self.source}: modem.default_ip_type must be 0 (IPv4), 1 (IPv6) or 2 (IPv4v6)")
+        return ModemConfig(
+            port=port,
+            baud=baud,
+            rtscts=rtscts,
+            mno_profile=mno,
+            embpf=self._get(w, t, "embpf", str, d.embpf),
+            fix_host_ports=self._get(w, t, "fix_host_ports", bool, d.fix_host_ports),
+            xlat=self._choice(w, t, "xlat", XLAT_MODES, d.xlat),
+            default_cid=default_cid,
+            default_ip_type=ip_type,
+            disable_lwm2m=self._get(w, t, "disable_lwm2m", bool, d.disable_lwm2m),
+            command_timeout=self._positive(w, "command_timeout", float(self._get(w, t, "command_timeout", (int, float), d.command_timeout))),
+            registration_timeout=self._positive(w, "registration_timeout", float(self._get(w, t, "registration_timeout", (int, float), d.registration_timeout))),
+            reboot_timeout=self._positive(w, "reboot_timeout", float(self._get(w, t, "reboot_timeout", (int, float), d.reboot_timeout))),
+            state_dir=self._get(w, t, "state_dir", str, d.state_dir),
+            runtime_dir=self._get(w, t, "runtime_dir", str, d.runtime_dir),
+        )
+
+    def session(self, index: int, t: dict[str, Any]) -> SessionConfig:
+        w = f"session[{index}]"
+        self._unknown(w, t, set(SessionConfig.__dataclass_fields__))
+        if "cid" not in t or "apn" not in t:
+            raise ConfigError(f"{self.source}: {w} needs both cid and apn")
+        cid = self._get(w, t, "cid", int, None)
+        apn = self._get(w, t, "apn", str, None)
+        auth = self._choice(w, t, "auth", AUTH_METHODS, "none")
+        user = self._get(w, t, "user", str, "")
+        password = self._get(w, t, "password", str, "")
+        if auth != "none" and not user:
+            raise ConfigError(f"{self.source}: {w}.auth = {auth!r} needs a user (and usually a password)")
+        mtu = self._get(w, t, "mtu", int, None)
+        if mtu is not None and not 576 <= mtu <= 1500:
+            raise ConfigError(f"{self.source}: {w}.mtu = {mtu} is out of range 576..1500")
+        port = self._get(w, t, "port", str, None)
+        if port is not None and not (port.startswith("/") or port.startswith("rfc2217://")):
+            raise ConfigError(f"{self.source}: {w}.port = {port!r}: use a device path or rfc2217://host:port")
+        ifname = self._get(w, t, "ifname", str, None)
+        if ifname is not None and (not 1 <= len(ifname) <= 15 or not all(c.isalnum() or c in "-_." for c in ifname)):
+            raise ConfigError(f"{self.source}: {w}.ifname = {ifname!r} is not a valid interface name (1-15 letters, digits, - _ .)")
+        metric = self._get(w, t, "metric", int, None)
+        pdp_type = self._get(w, t, "pdp_type", str, "IPV4V6").upper()
+        if pdp_type == "IPV4":
+            pdp_type = "IP"
+        if pdp_type not in PDP_TYPES:
+            raise ConfigError(f"{self.source}: {w}.pdp_type = {t['pdp_type']!r} is not one of IP, IPV6, IPV4V6")
+        return SessionConfig(
+            cid=cid,
+            apn=apn,
+            pdp_type=pdp_type,
+            auth=auth,
+            user=user,
+            password=password,
+            teardown=self._choice(w, t, "teardown", TEARDOWN_METHODS, "lcp"),
+            backend=self._choice(w, t, "backend", BACKENDS, "auto"),
+            port=port,
+            ifname=ifname,
+            mtu=mtu,
+            default_route=self._get(w, t, "default_route", bool, True),
+            metric=metric,
+            dns=self._choice(w, t, "dns", DNS_MODES, "auto"),
+        )
+
+    def sim(self, t: dict[str, Any]) -> SimConfig:
+        w = "sim"
+        self._unknown(w, t, set(SimConfig.__dataclass_fields__))
+        d = SimConfig()
+        return SimConfig(
+            operator=self._get(w, t, "operator", str, d.operator),
+            grant=self._get(w, t, "grant", str, d.grant),
+            registration_delay=float(self._get(w, t, "registration_delay", (int, float), d.registration_delay)),
+            reboot_time=float(self._get(w, t, "reboot_time", (int, float), d.reboot_time)),
+            echo=self._get(w, t, "echo", bool, d.echo),
+            urc_noise=float(self._get(w, t, "urc_noise", (int, float), d.urc_noise)),
+        )

@@ -1,0 +1,365 @@
+"""The module's lifecycle over its control port: init, MNO profile, UEMBPF, PDP contexts,
+registration, XLAT and reboots. Sequencing reads top to bottom; every LARA-R6 command,
+parser and rule comes from `larappp.vendor.lara_r6`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from larappp.config import ModemConfig, SessionConfig
+from larappp.engine.at import AtRunner, Response
+from larappp.errors import LarapppError, ModemError, ModemTimeout, PortClosed, PortError
+from larappp.transport.pipe import Pipe
+from larappp.vendor import lara_r6 as r6
+
+log = logging.getLogger(__name__)
+
+PipeFactory = Callable[[], Awaitable[Pipe]]
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ModemStatus:
+    """What bring-up learned about the module and the network."""
+
+    model: str = ""
+    mno_profile: int | None = None
+    plmn: str = ""
+    operator: str = ""
+    act: int | None = None
+    roaming: bool = False
+    embpf: str | None = None
+    xlat_enabled: bool | None = None
+    reboots: int = 0
+    contexts: dict[int, r6.PdpContext] = field(default_factory=dict)
+    params: dict[int, list[r6.ContextParams]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "mno_profile": self.mno_profile,
+            "plmn": self.plmn,
+            "operator": self.operator,
+            "act": self.act,
+            "roaming": self.roaming,
+            "embpf": self.embpf,
+            "xlat_enabled": self.xlat_enabled,
+            "reboots": self.reboots,
+            "contexts": {
+                str(cid): {
+                    "pdp_type": c.pdp_type,
+                    "apn": c.apn,
+                    "ipv4": str(c.ipv4) if c.ipv4 else None,
+                    "ipv6": str(c.ipv6) if c.ipv6 else None,
+                }
+                for cid, c in self.contexts.items()
+            },
+            "notes": list(self.notes),
+        }
+
+
+class Modem:
+    """One LARA-R6 seen through its control (AT) port."""
+
+    def __init__(
+        self,
+        config: ModemConfig,
+        open_pipe: PipeFactory,
+        *,
+        progress: Progress | None = None,
+        trace: Callable[[str], None] | None = None,
+        secrets: Sequence[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._open_pipe = open_pipe
+        self._progress = progress or (lambda _msg: None)
+        self._trace = trace
+        self._secrets = list(secrets)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.pipe: Pipe | None = None
+        self.at: AtRunner | None = None
+        self.status = ModemStatus()
+
+    # -- port ----------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Open the control port and make sure the module answers AT."""
+        self.pipe = await self._open_pipe()
+        self.at = AtRunner(self.pipe, clock=self._clock, trace=self._trace, secrets=self._secrets)
+        await self.at.start()
+        await self._sync()
+
+    async def close(self) -> None:
+        """Stop the AT runner and close the control port."""
+        if self.at is not None:
+            await self.at.stop()
+            self.at = None
+        if self.pipe is not None:
+            await self.pipe.close()
+            self.pipe = None
+
+    async def command(self, cmd: str, *, timeout: float | None = None) -> Response:
+        if self.at is None:
+            raise PortError("the module's control port is not open")
+        return await self.at.command(cmd, timeout=timeout or self.config.command_timeout)
+
+    async def _sync(self) -> None:
+        """A module just opened (or rebooted) may still be booting: try AT a few times."""
+        last: LarapppError | None = None
+        for _ in range(5):
+            try:
+                await self.command("AT", timeout=min(2.0, self.config.command_timeout))
+                return
+            except ModemTimeout as exc:
+                last = exc
+        raise ModemTimeout(
+            f"the module on {self.config.port} does not answer AT: check the port, the baud rate "
+            f"({self.config.baud}) and that the module is powered"
+        ) from last
+
+    # -- bring-up (app note §2.3) -----------------------------------------------------
+    async def bring_up(self, sessions: Sequence[SessionConfig]) -> ModemStatus:
+        """Configure the module for `sessions` and wait until it is registered."""
+        await self._init_commands()
+        await self._apply_nvm_settings()
+        await self._define_contexts(sessions)
+        await self._register()
+        await self._read_network_state(sessions)
+        if await self._maybe_switch_xlat():
+            # The module rebooted with a new XLAT setting: initialise again (app note §2.5).
+            await self._init_commands()
+            await self._define_contexts(sessions)
+            await self._register()
+            await self._read_network_state(sessions)
+        await self._activate_on_legacy_rat(sessions)
+        return self.status
+
+    async def _init_commands(self) -> None:
+        await self.command(r6.cmee(2))
+        try:
+            info = await self.command(r6.cgmm())
+            self.status.model = next((ln for ln in info.lines if ln.strip()), "")
+        except ModemError:
+            self.status.model = ""
+
+    async def _apply_nvm_settings(self) -> None:
+        cfg = self.config
+        if cfg.mno_profile is not None:
+            current = r6.parse_umnoprof((await self.command(r6.umnoprof_read())).lines)
+            if current != cfg.mno_profile:
+                # The radio must be off while the profile changes; a reboot applies it (app note §2.3.1).
+                self._progress(f"setting MNO profile {cfg.mno_profile} (was {current}); the module reboots")
+                await self.command(r6.cfun(0))
+                await self.command(r6.umnoprof_set(cfg.mno_profile))
+                await self.reboot()
+                current = r6.parse_umnoprof((await self.command(r6.umnoprof_read())).lines)
+                if current != cfg.mno_profile:
+                    raise ModemError(
+                        f"the module kept MNO profile {current} after AT+UMNOPROF={cfg.mno_profile} "
+                        "and a reboot: check that the profile number is valid for this module"
+                    )
+            self.status.mno_profile = current
+
+        reboot_needed = False
+        wanted_range = r6.PortRange.parse(cfg.embpf) if cfg.embpf else None
+        if wanted_range is not None:
+            current_range = r6.parse_uembpf((await self.command(r6.uembpf_read())).lines)
+            if current_range != wanted_range:
+                # The embedded port filter is applied at the next boot (app note §4.3).
+                self._progress(f"setting the embedded port filter to {wanted_range} (was {current_range or 'off'})")
+                await self.command(r6.uembpf_set(wanted_range.first, wanted_range.last))
+                reboot_needed = True
+        if cfg.default_cid is not None:
+            current = r6.parse_udconf((await self.command(r6.udconf19_read())).lines)
+            wanted = (19, cfg.default_cid, cfg.default_ip_type)
+            if tuple(current[:3]) != wanted:
+                # UDCONF=19 takes effect after a reboot (app note §2.3.1).
+                await self.command(r6.udconf19_set(cfg.default_cid, cfg.default_ip_type))
+                reboot_needed = True
+        if cfg.disable_lwm2m:
+            # The embedded LwM2M client answers the host's DNS replies while PPP is up;
+            # app note §4.3 advises disabling embedded applications the host does not use.
+            try:
+                await self.command(r6.ulwm2m_disable())
+            except ModemError as exc:
+                self.status.notes.append(f"could not disable the LwM2M client: {exc}")
+        if reboot_needed:
+            await self.reboot()
+        if wanted_range is not None:
+            applied = r6.parse_uembpf((await self.command(r6.uembpf_read())).lines)
+            if applied != wanted_range:
+                raise ModemError(
+                    f"the module reports UEMBPF {applied or 'off'} after setting {wanted_range} and rebooting: "
+                    "the port filter was not applied; check the firmware supports AT+UEMBPF"
+                )
+            self.status.embpf = str(applied)
+
+    async def _define_contexts(self, sessions: Sequence[SessionConfig]) -> None:
+        # Radio off while the contexts are (re)defined, as in app note §2.3.
+        await self.command(r6.cfun(0))
+        existing = {c.cid: c for c in r6.parse_cgdcont((await self.command(r6.cgdcont_read())).lines)}
+        for s in sessions:
+            have = existing.get(s.cid)
+            if have is None or have.apn != s.apn or have.pdp_type != s.pdp_type:
+                await self.command(r6.cgdcont_set(s.cid, s.pdp_type, s.apn))
+        # ATH in online command mode ends PPP and deactivates the context (app note §4.2).
+        await self.command(r6.cvhu(0))
+        await self.command(r6.cereg_set(2))
+
+    async def _register(self) -> None:
+        await self.command(r6.cfun(1))
+        deadline = self._clock() + self.config.registration_timeout
+        started = self._clock()
+        last_stat = None
+        while True:
+            reg = r6.parse_cereg((await self.command(r6.cereg_read())).lines)
+            last_stat = reg.stat
+            if reg.registered:
+                self.status.roaming = reg.roaming
+                self.status.act = reg.act
+                self._progress(
+                    f"registered ({r6.registration_stat_text(reg.stat)}) after {self._clock() - started:.1f} s"
+                )
+                return
+            if self._clock() >= deadline:
+                raise ModemTimeout(
+                    f"the module did not register within {self.config.registration_timeout:.0f} s "
+                    f"(last +CEREG stat {last_stat}: {r6.registration_stat_text(last_stat)}): check the SIM, "
+                    "the antenna and the MNO profile, or raise modem.registration_timeout"
+                )
+            self._progress(
+                f"waiting for registration: {r6.registration_stat_text(reg.stat)} ({self._clock() - started:.0f} s)"
+            )
+            await self._wait_registration_urc(min(1.0, max(0.05, deadline - self._clock())))
+
+    async def _wait_registration_urc(self, timeout: float) -> None:
+        assert self.at is not None
+        try:
+            await self.at.wait_urc(lambda u: u.name in ("+CEREG", "+CREG", "+CGREG"), timeout=timeout)
+        except (ModemTimeout, asyncio.TimeoutError):
+            pass
+
+    async def _read_network_state(self, sessions: Sequence[SessionConfig]) -> None:
+        await self.command(r6.cops_format_numeric())
+        op = r6.parse_cops((await self.command(r6.cops_read())).lines)
+        self.status.plmn = op.name or ""
+        self.status.operator = op.name or ""
+        if op.act is not None:
+            self.status.act = op.act
+        self.status.contexts = {c.cid: c for c in r6.parse_cgdcont((await self.command(r6.cgdcont_read())).lines)}
+        self.status.params = {}
+        for s in sessions:
+            try:
+                lines = (await self.command(r6.cgcontrdp(s.cid))).lines
+            except ModemError:
+                continue  # a context not active yet has no dynamic parameters
+            self.status.params[s.cid] = r6.parse_cgcontrdp(lines)
+
+    async def _activate_on_legacy_rat(self, sessions: Sequence[SessionConfig]) -> None:
+        # On 2G/3G the host sends CGACT=1 before using a context (app note §2.3).
+        if self.status.act is not None and r6.needs_cgact_before_use(self.status.act):
+            for s in sessions:
+                await self.command(r6.cgact(1, s.cid))
+
+    # -- XLAT (app note §2.5) ---------------------------------------------------------
+    def _xlat_history_path(self) -> Path:
+        return Path(self.config.state_dir) / "xlat.json"
+
+    def _load_xlat_history(self) -> r6.XlatHistory:
+        try:
+            return r6.XlatHistory.from_json(self._xlat_history_path().read_text())
+        except (OSError, ValueError):
+            return r6.XlatHistory()
+
+    def _save_xlat_history(self, history: r6.XlatHistory) -> None:
+        path = self._xlat_history_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(history.to_json())
+        tmp.replace(path)
+
+    async def _maybe_switch_xlat(self) -> bool:
+        """Switch 464XLAT on or off as app note §2.5 asks; True when the module rebooted."""
+        current = r6.parse_udconf((await self.command(r6.udconf66_read())).lines)
+        enabled = len(current) >= 3 and current[2] == 1
+        self.status.xlat_enabled = enabled
+        if self.config.xlat != "auto":
+            return False
+        granted = self._granted_type()
+        if granted is None:
+            return False
+        history = self._load_xlat_history()
+        decision = r6.decide_xlat(
+            plmn=self.status.plmn, granted_pdp_type=granted, xlat_enabled=enabled,
+            history=history, now=self._wall_clock(),
+        )
+        if decision.action == "none":
+            if decision.reason:
+                self.status.notes.append(f"XLAT: {decision.reason}")
+            return False
+        enable = decision.action == "enable"
+        self._progress(f"{'enabling' if enable else 'disabling'} 464XLAT: {decision.reason}; the module reboots")
+        self._save_xlat_history(history.recorded(decision.action, self._wall_clock()))
+        commands = r6.xlat_switch_commands(enable)
+        for cmd in commands[:-1]:
+            await self.command(cmd)
+        await self.reboot(commands[-1])
+        self.status.xlat_enabled = enable
+        self.status.notes.append(f"XLAT {'enabled' if enable else 'disabled'}: {decision.reason}")
+        return True
+
+    def _granted_type(self) -> str | None:
+        # The PDN the network granted on the default bearer decides XLAT (app note §2.5).
+        ctx = self.status.contexts.get(1) or next(iter(self.status.contexts.values()), None)
+        if ctx is None:
+            return None
+        return ctx.pdp_type
+
+    # -- reboot ----------------------------------------------------------------------
+    async def reboot(self, command: str | None = None) -> None:
+        """Reboot the module (AT+CFUN=16): the port goes away and comes back; NVM survives."""
+        command = command or r6.cfun(16)
+        self.status.reboots += 1
+        try:
+            await self.command(command)
+        except PortClosed:
+            pass  # the port may vanish before the OK arrives
+        await self.close()
+        deadline = self._clock() + self.config.reboot_timeout
+        await asyncio.sleep(0.2)
+        last: Exception | None = None
+        while self._clock() < deadline:
+            try:
+                self.pipe = await self._open_pipe()
+            except PortError as exc:
+                last = exc
+                await asyncio.sleep(0.2)
+                continue
+            self.at = AtRunner(self.pipe, clock=self._clock, trace=self._trace, secrets=self._secrets)
+            await self.at.start()
+            try:
+                await self._sync()
+                await self.command(r6.cmee(2))
+                return
+            except (ModemTimeout, PortClosed) as exc:
+                last = exc
+                await self.close()
+                await asyncio.sleep(0.2)
+        raise ModemTimeout(
+            f"the module on {self.config.port} did not come back within {self.config.reboot_timeout:.0f} s "
+            f"after a reboot ({last}): power-cycle it, or raise modem.reboot_timeout"
+        )
+
+
+def status_json(status: ModemStatus) -> str:
+    return json.dumps(status.to_json(), indent=2)

@@ -1,0 +1,118 @@
+"""`larappp check`: what can be known before touching the module.
+
+Config rules (already enforced by loading), the host's ephemeral port range against the
+module's embedded port filter (app note §4.3), and which PPP backend this kernel allows.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from dataclasses import dataclass, field
+
+from larappp.config import Config
+from larappp.errors import NetworkSetupError
+from larappp.transport import hostports
+from larappp.vendor import lara_r6 as r6
+
+
+@dataclass
+class CheckReport:
+    """Outcome of every preflight check, printable as lines or JSON."""
+
+    ok: bool = True
+    items: list[tuple[str, bool, str]] = field(default_factory=list)
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.items.append((name, ok, detail))
+        self.ok = self.ok and ok
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, ok, detail in self.items:
+            tag = "ok  " if ok else "FAIL"
+            first, *rest = detail.splitlines() or [""]
+            out.append(f"[{tag}] {name}: {first}")
+            out.extend(f"       {line}" for line in rest)
+        return out
+
+    def to_json(self) -> dict[str, object]:
+        return {"ok": self.ok, "checks": [{"name": n, "ok": o, "detail": d} for n, o, d in self.items]}
+
+
+def ppp_backend_choice() -> tuple[str, str]:
+    """('pppd' | 'builtin', why): pppd where /dev/ppp opens and pppd is installed."""
+    try:
+        fd = os.open("/dev/ppp", os.O_RDWR)
+    except OSError as exc:
+        reason = "no /dev/ppp" if exc.errno == errno.ENOENT else f"/dev/ppp cannot be opened ({os.strerror(exc.errno or 0)})"
+        kernel = "the kernel has no PPP support" if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO) else reason
+        return "builtin", f"{kernel} ({reason}): the built-in engine over TUN will carry PPP"
+    os.close(fd)
+    if shutil.which("pppd") is None:
+        return "builtin", "/dev/ppp works but pppd is not installed (apt-get install ppp): using the built-in engine"
+    return "pppd", "/dev/ppp works and pppd is installed"
+
+
+def tun_available() -> tuple[bool, str]:
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+    except OSError as exc:
+        return False, f"/dev/net/tun cannot be opened ({os.strerror(exc.errno or 0)}): load the tun module"
+    os.close(fd)
+    return True, "/dev/net/tun opens"
+
+
+def check_ports(config: Config, *, fix: bool) -> tuple[bool, str]:
+    """Compare the module's UEMBPF range with this namespace's ephemeral ports and bound sockets."""
+    if not config.modem.embpf:
+        return True, "modem.embpf is not set: the module's embedded applications share the host's ports (app note §4.3.2 advises setting it)"
+    embpf = r6.PortRange.parse(config.modem.embpf)
+    ephemeral = r6.PortRange(*hostports.read_ephemeral_range())
+    reserved_text = hostports.read_reserved_ports()
+    bound = [
+        r6.BoundSocket(proto=b.proto, port=b.port, pid=b.pid, process=b.process)
+        for b in hostports.bound_ports(embpf.first, embpf.last)
+    ]
+    report = r6.check_host_ports(embpf, ephemeral, r6.parse_reserved_ports(reserved_text), bound)
+    if report.ok:
+        return True, "\n".join(report.describe())
+    if not fix:
+        return False, "\n".join([*report.describe(), "run 'larappp check --fix-ports' to reserve the module's range"])
+    new_value = r6.reserved_ports_with(reserved_text, embpf)
+    try:
+        hostports.write_reserved_ports(new_value)
+    except OSError as exc:
+        raise NetworkSetupError(
+            f"cannot write /proc/sys/net/ipv4/ip_local_reserved_ports ({exc.strerror}): run as root"
+        ) from None
+    after = r6.check_host_ports(
+        embpf, r6.PortRange(*hostports.read_ephemeral_range()),
+        r6.parse_reserved_ports(hostports.read_reserved_ports()), bound,
+    )
+    lines = [f"reserved {embpf} in ip_local_reserved_ports (now {hostports.read_reserved_ports()})", *after.describe()]
+    return after.ok, "\n".join(lines)
+
+
+def run_checks(config: Config, *, fix_ports: bool = False) -> CheckReport:
+    report = CheckReport()
+    report.add("config", True, f"{config.source}: {len(config.sessions)} session(s), rules of app note §2.1/§4.1.3 hold")
+    ok, detail = check_ports(config, fix=fix_ports)
+    report.add("host ports vs UEMBPF", ok, detail)
+    backend, why = ppp_backend_choice()
+    wanted = {s.backend for s in config.sessions}
+    if "pppd" in wanted and backend != "pppd":
+        report.add("ppp backend", False, f"a session asks for backend = \"pppd\" but {why}")
+    else:
+        report.add("ppp backend", True, f"auto -> {backend}: {why}")
+    if backend == "builtin" or "builtin" in wanted:
+        tun_ok, tun_why = tun_available()
+        report.add("tun", tun_ok, tun_why)
+    if not config.uses_simulator:
+        port = config.modem.port
+        if port.startswith("/") and not os.path.exists(port):
+            report.add("modem port", False, f"{port} does not exist: plug the module in or fix modem.port")
+        else:
+            report.add("modem port", True, port)
+    return report

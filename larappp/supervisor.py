@@ -1,0 +1,193 @@
+"""Runs the whole job of `larappp up`: the simulator when configured, the module's
+bring-up, up to three sessions, the state file `larappp status` reads, and teardown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from larappp.config import Config
+from larappp.errors import LarapppError
+from larappp.modem import Modem
+from larappp.session import ESCAPE_GUARD_S, Session
+from larappp.transport import open_pipe
+from larappp.transport.pipe import Pipe
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+PID_FILE = "larappp.pid"
+# The simulator's guard silence is 1 s (a knob); waiting 1.2 s keeps demos and tests short.
+SIM_ESCAPE_GUARD_S = 1.2
+
+
+def runtime_paths(config: Config) -> tuple[Path, Path]:
+    rt = Path(config.modem.runtime_dir)
+    return rt / STATE_FILE, rt / PID_FILE
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about readiness or status; silent without $NOTIFY_SOCKET."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.warning("could not notify systemd at %s: %s", address, exc)
+
+
+class Supervisor:
+    """Owns everything `larappp up` started, and stops it all on `larappp down`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        progress: Callable[[str], None] | None = None,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.progress = progress or (lambda _m: None)
+        self.trace = trace
+        self.simulator: Any = None
+        self.modem: Modem | None = None
+        self.sessions: list[Session] = []
+        self.state = "starting"
+        self.error = ""
+        self._stop = asyncio.Event()
+        self._ports: list[str] = []
+
+    # -- ports ------------------------------------------------------------------------
+    async def _start_simulator(self) -> None:
+        from larappp.sim import Simulator
+        from larappp.sim.scenario import Scenario
+
+        sim_cfg = self.config.sim
+        scenario = Scenario.from_dict(
+            {
+                "operator": sim_cfg.operator,
+                "grant": sim_cfg.grant,
+                "registration_delay": sim_cfg.registration_delay,
+                "reboot_time": sim_cfg.reboot_time,
+                "echo": sim_cfg.echo,
+                "urc_noise": sim_cfg.urc_noise,
+            }
+        )
+        pty_dir = Path(self.config.modem.runtime_dir) / "sim"
+        self.simulator = Simulator(scenario, pty_dir=str(pty_dir), ports=max(3, len(self.config.sessions)))
+        await self.simulator.start()
+        self._ports = list(self.simulator.pty_paths)
+        self.progress(f"simulator: LARA-R6 on {', '.join(self._ports)}")
+
+    def control_port(self) -> str:
+        return self._ports[0] if self.config.uses_simulator else self.config.modem.port
+
+    def session_port(self, index: int) -> str:
+        if self.config.uses_simulator:
+            return self._ports[index]
+        return self.config.sessions[index].port or self.config.modem.port
+
+    def _pipe_factory(self, spec: str) -> Callable[[], Any]:
+        modem = self.config.modem
+
+        async def factory() -> Pipe:
+            pipe = open_pipe(spec, baud=modem.baud, rtscts=modem.rtscts)
+            await pipe.open()
+            return pipe
+
+        return factory
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bring the module and every session up; raises LarapppError on the first failure."""
+        if self.config.uses_simulator:
+            await self._start_simulator()
+        self.modem = Modem(
+            self.config.modem,
+            self._pipe_factory(self.control_port()),
+            progress=self.progress,
+            trace=self.trace,
+            secrets=self.config.secrets(),
+        )
+        self.state = "bringing-up"
+        self.write_state()
+        await self.modem.connect()
+        await self.modem.bring_up(self.config.sessions)
+        # The control port is also a session's port when they coincide: hand it over.
+        await self.modem.close()
+        for index, scfg in enumerate(self.config.sessions):
+            port = self.session_port(index)
+            session = Session(
+                scfg, port, self._pipe_factory(port), trace=self.trace,
+                secrets=self.config.secrets(), command_timeout=self.config.modem.command_timeout,
+                escape_guard=SIM_ESCAPE_GUARD_S if self.config.uses_simulator else ESCAPE_GUARD_S,
+            )
+            self.sessions.append(session)
+            self.progress(f"dialing cid {scfg.cid} ({scfg.apn}) on {port}")
+            await session.dial()
+            self.progress(f"cid {scfg.cid}: {('CONNECT ' + session.state.connect_text).strip()}")
+        self.state = "up"
+        self.write_state()
+
+    async def stop(self) -> None:
+        """Tear every session down by its method, then release the module and the simulator."""
+        self.state = "stopping"
+        self.write_state()
+        errors: list[str] = []
+        for session in reversed(self.sessions):
+            try:
+                await session.hang_up()
+            except LarapppError as exc:
+                errors.append(f"cid {session.config.cid}: {exc}")
+        if self.modem is not None:
+            await self.modem.close()
+        if self.simulator is not None:
+            await self.simulator.stop()
+            self.simulator = None
+        self.state = "down"
+        if errors:
+            self.error = "; ".join(errors)
+        self.write_state()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self._stop.wait()
+
+    # -- state file ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "state": self.state,
+            "error": self.error,
+            "updated": time.time(),
+            "config": self.config.source,
+            "port": self.control_port() if (self._ports or not self.config.uses_simulator) else "sim",
+            "simulator": self.config.uses_simulator,
+            "modem": self.modem.status.to_json() if self.modem else {},
+            "sessions": [s.state.to_json() for s in self.sessions],
+        }
+
+    def write_state(self) -> None:
+        state_path, _ = runtime_paths(self.config)
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.snapshot(), indent=2))
+        tmp.replace(state_path)
