@@ -8,6 +8,7 @@ CONNECT, then hands it to the PPP engine, which gives it back at hang-up.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from larappp.errors import PortError
@@ -32,6 +33,7 @@ class Pipe(abc.ABC):
 
     def __init__(self) -> None:
         self._owner: str | None = None
+        self._lines_callback: Callable[[ModemLines], None] | None = None
 
     # -- ownership -------------------------------------------------------------
     @property
@@ -76,3 +78,15 @@ class Pipe(abc.ABC):
 
     def modem_lines(self) -> ModemLines:
         return ModemLines()
+
+    def watch_modem_lines(self, callback: Callable[[ModemLines], None] | None) -> None:
+        """Call `callback` in the event loop whenever this pipe notices its modem lines change.
+
+        Pipes that cannot notice changes (a serial device, a pty) never call it: poll
+        `modem_lines()` there. None removes the callback.
+        """
+        self._lines_callback = callback
+
+    def _notify_modem_lines(self, lines: ModemLines) -> None:
+        if self._lines_callback is not None:
+            self._lines_callback(lines)
