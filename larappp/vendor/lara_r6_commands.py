@@ -1,0 +1,427 @@
+"""LARA-R6 AT command builders: validated, quoted command strings without the final CR.
+
+Every string argument goes between double quotes, and the module's AT parser has no
+escape for a quote inside one, so builders refuse quote, backslash, control characters
+and non-ASCII text instead of sending something the module would cut or misread.
+
+Standard library only; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from enum import IntEnum
+
+from larappp.errors import ValidationError
+from larappp.vendor.lara_r6_ports import PortRange, check_uembpf_range
+
+__all__ = [
+    "APN_LABEL_MAX_LEN",
+    "APN_MAX_LEN",
+    "CFUN_MODES",
+    "HOSTNAME_MAX_LEN",
+    "MASK",
+    "MAX_CID",
+    "MIN_CID",
+    "PASSWORD_MAX_LEN",
+    "PDP_TYPES",
+    "PPP_PDP_TYPES",
+    "SECRET_COMMAND_PREFIXES",
+    "USER_MAX_LEN",
+    "AuthType",
+    "DefaultIpType",
+    "cereg_read",
+    "cereg_set",
+    "cfun",
+    "cgact",
+    "cgact_read",
+    "cgcontrdp",
+    "cgdcont_delete",
+    "cgdcont_read",
+    "cgdcont_set",
+    "check_apn",
+    "check_at_string",
+    "check_cid",
+    "check_hostname",
+    "check_password",
+    "check_user",
+    "cmee",
+    "cops_auto",
+    "cops_format_numeric",
+    "cops_read",
+    "cvhu",
+    "dial",
+    "quote",
+    "redact_command",
+    "uauthreq",
+    "udconf19_read",
+    "udconf19_set",
+    "udconf66_read",
+    "udconf66_set",
+    "udnsrn",
+    "uembpf_disable",
+    "uembpf_read",
+    "uembpf_set",
+    "ulwm2m_disable",
+    "umnoprof_read",
+    "umnoprof_set",
+    "uping",
+]
+
+# app note §2.1: at most 8 PDP contexts in all; the u-blox +UAUTHREQ test command lists cids (1-8).
+MIN_CID = 1
+MAX_CID = 8
+# 3GPP TS 23.003 §9.1: an APN is at most 100 octets in its length-prefixed label encoding,
+# which is 99 characters written with dots; u-blox manuals give the same 99 for APN strings.
+APN_MAX_LEN = 99
+# 3GPP TS 23.003 §9.1 follows DNS naming (RFC 1035 §2.3.4): a label is at most 63 octets.
+APN_LABEL_MAX_LEN = 63
+# u-blox AT manuals give 64 characters for the +UAUTHREQ user name and password (the
+# SARA-R4 manual states it; larappp applies the same limit to LARA-R6 rather than send
+# more than the module is documented to take).
+USER_MAX_LEN = 64
+PASSWORD_MAX_LEN = 64
+# RFC 1035 §2.3.4 / RFC 1123 §2.1: a host name is at most 253 characters written with dots.
+HOSTNAME_MAX_LEN = 253
+
+# 3GPP TS 27.007 §10.1.1 PDP types, in the spelling LARA-R6 uses ("NONIP" as u-blox writes it).
+PDP_TYPES = frozenset({"IP", "IPV6", "IPV4V6", "NONIP"})
+# PPP (IPCP/IPV6CP) carries IP only.
+PPP_PDP_TYPES = frozenset({"IP", "IPV6", "IPV4V6"})
+# 3GPP TS 27.007 §8.2 plus u-blox: 0 minimum (radio off), 1 full, 4 airplane, 16 reboot
+# with SIM reset (app note §2.3.1 uses it to apply NVM settings).
+CFUN_MODES = frozenset({0, 1, 4, 16})
+
+MASK = "***"
+#: Commands whose arguments include a secret: log them only through redact_command().
+SECRET_COMMAND_PREFIXES = ("AT+UAUTHREQ=",)
+
+
+class AuthType(IntEnum):
+    """+UAUTHREQ <auth_type>: how the module authenticates the context to the network."""
+
+    NONE = 0
+    PAP = 1
+    CHAP = 2
+    AUTO = 3  # none, then PAP, then CHAP (u-blox +UAUTHREQ)
+
+
+class DefaultIpType(IntEnum):
+    """+UDCONF=19 preferred IP type of the default context (0 is from app note §2.3.1).
+
+    1 to 3 follow the u-blox +UPSD protocol-type numbering; only 0 is shown by the app note.
+    """
+
+    IPV4 = 0
+    IPV6 = 1
+    IPV4V6_PREFER_IPV4 = 2
+    IPV4V6_PREFER_IPV6 = 3
+
+
+# -- argument checks -----------------------------------------------------------------------
+
+
+def _char_problem(value: str) -> str | None:
+    """Why `value` cannot go between double quotes on the AT line, or None."""
+    for position, char in enumerate(value, start=1):
+        if char == '"':
+            return f"contains a double quote (character {position})"
+        if char == "\\":
+            return f"contains a backslash (character {position})"
+        if char == "\r":
+            return f"contains a carriage return (character {position})"
+        if char == "\n":
+            return f"contains a line feed (character {position})"
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return f"contains the control character {char!r} (character {position})"
+        if not char.isascii():
+            return f'contains the non-ASCII character "{char}" (character {position})'
+    return None
+
+
+def _subject(field: str, value: str, owner: str, secret: bool) -> str:
+    shown = field if secret else f'{field} "{_printable(value)}"'
+    return f"{shown} of {owner}" if owner else shown
+
+
+def _printable(value: str) -> str:
+    # Keep the message one clean line even when the value holds CR/LF or control bytes.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+
+
+def check_at_string(
+    value: str,
+    *,
+    field: str,
+    command: str,
+    max_len: int,
+    owner: str = "",
+    secret: bool = False,
+) -> str:
+    """Refuse what cannot go in a quoted AT argument; returns `value` unchanged.
+
+    `field` and `owner` name the setting in the message ('APN "x" of cid 2 ...'); a
+    `secret` value is never repeated in it.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"{field}{' of ' + owner if owner else ''} must be text, not {type(value).__name__}: "
+            "write it as a quoted string"
+        )
+    problem = _char_problem(value)
+    if problem:
+        raise ValidationError(
+            f"{_subject(field, value, owner, secret)} {problem}; the module cannot accept it "
+            f"in {command}: remove it"
+        )
+    if len(value) > max_len:
+        raise ValidationError(
+            f"{_subject(field, value, owner, secret)} is {len(value)} characters long; the "
+            f"module accepts at most {max_len} in {command}: shorten it"
+        )
+    return value
+
+
+def check_apn(apn: str, *, owner: str = "", command: str = "AT+CGDCONT") -> str:
+    """An APN the module can take: quotable, at most 99 characters, no empty label."""
+    check_at_string(apn, field="APN", command=command, max_len=APN_MAX_LEN, owner=owner)
+    if apn == "":
+        return apn  # empty: the network chooses (app note §2.1 warns it may give no service)
+    subject = _subject("APN", apn, owner, secret=False)
+    if any(c.isspace() for c in apn):
+        raise ValidationError(
+            f"{subject} contains a space, which an APN cannot hold (3GPP TS 23.003 §9.1): "
+            "remove it"
+        )
+    for label in apn.split("."):
+        if label == "":
+            raise ValidationError(
+                f"{subject} has an empty label (a leading, trailing or doubled dot), which an "
+                "APN cannot hold (3GPP TS 23.003 §9.1): remove the extra dot"
+            )
+        if len(label) > APN_LABEL_MAX_LEN:
+            raise ValidationError(
+                f'{subject} has the label "{label[:20]}..." of {len(label)} characters; '
+                f"3GPP TS 23.003 §9.1 allows at most {APN_LABEL_MAX_LEN}: shorten it"
+            )
+    return apn
+
+
+def check_user(user: str, *, owner: str = "", command: str = "AT+UAUTHREQ") -> str:
+    return check_at_string(
+        user, field="user name", command=command, max_len=USER_MAX_LEN, owner=owner
+    )
+
+
+def check_password(password: str, *, owner: str = "", command: str = "AT+UAUTHREQ") -> str:
+    return check_at_string(
+        password,
+        field="password",
+        command=command,
+        max_len=PASSWORD_MAX_LEN,
+        owner=owner,
+        secret=True,
+    )
+
+
+def check_hostname(host: str, *, command: str) -> str:
+    """A host name or IP literal the module can take in +UPING / +UDNSRN."""
+    check_at_string(host, field="host", command=command, max_len=HOSTNAME_MAX_LEN)
+    if host == "" or any(c.isspace() for c in host):
+        raise ValidationError(
+            f'host "{host}" is empty or contains a space; {command} needs a host name or IP '
+            "address: give one"
+        )
+    return host
+
+
+def check_cid(cid: int, *, command: str) -> int:
+    if isinstance(cid, bool) or not isinstance(cid, int) or not MIN_CID <= cid <= MAX_CID:
+        raise ValidationError(
+            f"cid {cid!r} is not a LARA-R6 context id; {command} takes {MIN_CID} to {MAX_CID} "
+            "(app note §2.1): use one of those"
+        )
+    return cid
+
+
+def _check_choice(value: int, allowed: Collection[int], *, field: str, command: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+        choices = ", ".join(str(v) for v in sorted(allowed))
+        raise ValidationError(
+            f"{field} {value!r} is not accepted by {command}: use one of {choices}"
+        )
+    return value
+
+
+def quote(value: str) -> str:
+    """`value` between double quotes; callers check it first."""
+    return f'"{value}"'
+
+
+_UAUTHREQ = re.compile(r'^(AT\+UAUTHREQ=\s*[^,]*,\s*[^,]*,\s*"[^"]*"\s*,\s*)"[^"]*"', re.IGNORECASE)
+
+
+def redact_command(command: str) -> str:
+    """`command` with secrets (the +UAUTHREQ password) replaced by *** for logs."""
+    return _UAUTHREQ.sub(lambda m: f'{m.group(1)}"{MASK}"', command)
+
+
+# -- builders ------------------------------------------------------------------------------
+
+
+def cmee(mode: int) -> str:
+    """AT+CMEE=<n>: 0 plain ERROR, 1 numeric +CME ERROR codes, 2 verbose text."""
+    return f"AT+CMEE={_check_choice(mode, (0, 1, 2), field='CMEE mode', command='AT+CMEE')}"
+
+
+def cfun(fun: int) -> str:
+    """AT+CFUN=<fun>: 0 radio off, 1 on, 4 airplane, 16 reboot (applies NVM settings)."""
+    return f"AT+CFUN={_check_choice(fun, CFUN_MODES, field='CFUN mode', command='AT+CFUN')}"
+
+
+def umnoprof_set(profile: int) -> str:
+    """AT+UMNOPROF=<profile>: stored in NVM, takes effect after AT+CFUN=16 (app note §2.3.1)."""
+    if isinstance(profile, bool) or not isinstance(profile, int) or not 0 <= profile <= 999:
+        raise ValidationError(
+            f"MNO profile {profile!r} is not a +UMNOPROF number: use the number from the "
+            "AT commands manual (e.g. 100 for Europe, app note §2.3.1)"
+        )
+    return f"AT+UMNOPROF={profile}"
+
+
+def umnoprof_read() -> str:
+    return "AT+UMNOPROF?"
+
+
+def cgdcont_set(cid: int, pdp_type: str, apn: str) -> str:
+    """AT+CGDCONT=<cid>,"<PDP_type>","<APN>" (define a context; radio off: app note §2.3.1)."""
+    check_cid(cid, command="AT+CGDCONT")
+    if pdp_type not in PDP_TYPES:
+        raise ValidationError(
+            f'PDP type "{pdp_type}" of cid {cid} is not one LARA-R6 knows: use one of '
+            + ", ".join(sorted(PDP_TYPES))
+        )
+    check_apn(apn, owner=f"cid {cid}", command="AT+CGDCONT")
+    return f"AT+CGDCONT={cid},{quote(pdp_type)},{quote(apn)}"
+
+
+def cgdcont_delete(cid: int) -> str:
+    """AT+CGDCONT=<cid>: undefine the context (3GPP TS 27.007 §10.1.1)."""
+    return f"AT+CGDCONT={check_cid(cid, command='AT+CGDCONT')}"
+
+
+def cgdcont_read() -> str:
+    return "AT+CGDCONT?"
+
+
+def cgcontrdp(cid: int | None = None) -> str:
+    """AT+CGCONTRDP[=<cid>]: dynamic parameters, including the IPv4 MTU (app note §4)."""
+    if cid is None:
+        return "AT+CGCONTRDP"
+    return f"AT+CGCONTRDP={check_cid(cid, command='AT+CGCONTRDP')}"
+
+
+def cgact(state: int, cid: int) -> str:
+    """AT+CGACT=<state>,<cid>; in 2G/3G issue it before using a context (app note §2.3)."""
+    _check_choice(state, (0, 1), field="CGACT state", command="AT+CGACT")
+    return f"AT+CGACT={state},{check_cid(cid, command='AT+CGACT')}"
+
+
+def cgact_read() -> str:
+    return "AT+CGACT?"
+
+
+def cops_read() -> str:
+    return "AT+COPS?"
+
+
+def cops_format_numeric() -> str:
+    """AT+COPS=3,2: report the operator as a numeric PLMN ("310260"), for XLAT decisions."""
+    return "AT+COPS=3,2"
+
+
+def cops_auto() -> str:
+    """AT+COPS=0: automatic selection, when AT+COPS? says 2 (app note §2.3)."""
+    return "AT+COPS=0"
+
+
+def cereg_set(mode: int) -> str:
+    """AT+CEREG=<n> (3GPP TS 27.007 §10.1.22): 2 adds TAC, cell id and AcT to the URC."""
+    return f"AT+CEREG={_check_choice(mode, range(6), field='CEREG mode', command='AT+CEREG')}"
+
+
+def cereg_read() -> str:
+    return "AT+CEREG?"
+
+
+def cvhu(mode: int) -> str:
+    """AT+CVHU=<mode>; 0 makes ATH in online command mode end PPP (app note §4.2)."""
+    return f"AT+CVHU={_check_choice(mode, (0, 1, 2), field='CVHU mode', command='AT+CVHU')}"
+
+
+def udconf19_set(cid: int, ip_type: int) -> str:
+    """AT+UDCONF=19,<cid>,<ip_type>: default context for internal apps; needs a reboot (§2.3.1)."""
+    check_cid(cid, command="AT+UDCONF=19")
+    _check_choice(ip_type, set(DefaultIpType), field="IP type", command="AT+UDCONF=19")
+    return f"AT+UDCONF=19,{cid},{int(ip_type)}"
+
+
+def udconf19_read() -> str:
+    return "AT+UDCONF=19"
+
+
+def udconf66_set(enable: bool) -> str:
+    """AT+UDCONF=66,4,<0|1>: XLAT (464XLAT) off or on; needs CFUN=0 before, CFUN=16 after (§2.5)."""
+    return f"AT+UDCONF=66,4,{1 if enable else 0}"
+
+
+def udconf66_read() -> str:
+    return "AT+UDCONF=66"
+
+
+def uembpf_set(first: int, last: int) -> str:
+    """AT+UEMBPF=1,"<first>-<last>": source ports for embedded apps; reboot to apply (§4.3)."""
+    port_range = check_uembpf_range(PortRange(first, last))
+    return f"AT+UEMBPF=1,{quote(str(port_range))}"
+
+
+def uembpf_disable() -> str:
+    """AT+UEMBPF=0: embedded apps then never get their replies while PPP is up (§4.3.2)."""
+    return "AT+UEMBPF=0"
+
+
+def uembpf_read() -> str:
+    return "AT+UEMBPF?"
+
+
+def uauthreq(cid: int, auth: int, user: str, password: str) -> str:
+    """AT+UAUTHREQ=<cid>,<auth_type>,"<user>","<password>": carries a secret, log it redacted."""
+    check_cid(cid, command="AT+UAUTHREQ")
+    _check_choice(auth, set(AuthType), field=f"authentication type of cid {cid}",
+                  command="AT+UAUTHREQ")
+    check_user(user, owner=f"cid {cid}")
+    check_password(password, owner=f"cid {cid}")
+    return f"AT+UAUTHREQ={cid},{int(auth)},{quote(user)},{quote(password)}"
+
+
+def dial(cid: int) -> str:
+    """ATD*99***<cid>#: start PPP on the context; the module answers CONNECT (app note §4.1)."""
+    return f"ATD*99***{check_cid(cid, command='ATD*99***<cid>#')}#"
+
+
+def uping(host: str) -> str:
+    """AT+UPING="<host>": ping from the module; results come as +UUPING URCs (app note §2.4.1)."""
+    return f"AT+UPING={quote(check_hostname(host, command='AT+UPING'))}"
+
+
+def udnsrn(host: str, *, reverse: bool = False) -> str:
+    """AT+UDNSRN=<0|1>,"<host>": resolve a name (0) or an address (1) (app note §2.4.2)."""
+    return f"AT+UDNSRN={1 if reverse else 0},{quote(check_hostname(host, command='AT+UDNSRN'))}"
+
+
+def ulwm2m_disable() -> str:
+    """AT+ULWM2M=1: stop the embedded LwM2M client, which otherwise answers host DNS replies
+    with ICMP "destination unreachable" while PPP is up (FACTS.md; app note §4.3 advises
+    disabling embedded applications the host does not use)."""
+    return "AT+ULWM2M=1"
