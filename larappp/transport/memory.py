@@ -63,7 +63,9 @@ class MemoryPipe(Pipe):
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Return buffered bytes (up to `max_bytes`), waiting for at least one."""
         if self._reading:
-            raise PortError(f"two tasks read {self.name} at once; only the pipe's owner may read it")
+            raise PortError(
+                f"two tasks read {self.name} at once; only the pipe's owner may read it"
+            )
         self._reading = True
         try:
             while True:
