@@ -1,0 +1,463 @@
+"""The AT runner: a thin asyncio pump between a Pipe and the sans-IO `AtClient`.
+
+It reads the pipe, feeds the core, hands the core's events to whoever waits for them
+and makes no protocol decision of its own. One reader task owns the pipe's reads while
+the runner holds the pipe; after CONNECT it stops reading and releases the pipe, so the
+PPP engine can attach it (STYLE.md §2), and `resume()` takes it back after hang-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from larappp.errors import ModemError, ModemTimeout, PortClosed, PortError
+from larappp.proto.at.chat import ChatScript, check_step
+from larappp.proto.at.core import (
+    AtClient,
+    CommandTimedOut,
+    FinalResult,
+    LineReceived,
+    ResponseReceived,
+    UrcReceived,
+    connect_text,
+    describe_final,
+    hint_for,
+)
+from larappp.proto.at.masking import mask
+from larappp.transport.pipe import Pipe
+
+#: Unclaimed URCs kept for `wait_urc` / `drain_urcs`; the oldest go first beyond this.
+URC_BACKLOG = 1024
+
+
+@dataclass(frozen=True)
+class Response:
+    """A command's answer: response lines (no echo, no URCs) and the final result."""
+
+    lines: tuple[str, ...]
+    final: FinalResult
+
+
+@dataclass(frozen=True)
+class DialResult:
+    """A dial that reached CONNECT: the text after CONNECT and the bytes that followed it."""
+
+    text: str
+    leftover: bytes
+
+
+class AtCommandError(ModemError):
+    """The module answered a command with ERROR, +CME ERROR, NO CARRIER or another failure."""
+
+    def __init__(
+        self,
+        command: str,
+        final: FinalResult,
+        lines: tuple[str, ...] = (),
+        *,
+        reason: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        if reason is None:
+            reason = describe_final(final)
+            hint = hint_for(final)
+            if hint:
+                reason = f"{reason}: {hint}"
+        super().__init__(mask(f"{command} failed: {reason}", secrets))
+        self.command = command
+        self.final = final
+        self.lines = lines
+
+
+class AtRunner:
+    """Runs AT commands, dials and chat scripts over a Pipe; delivers every URC to subscribers."""
+
+    OWNER = "at"
+
+    def __init__(
+        self,
+        pipe: Pipe,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        trace: Callable[[str], None] | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self._pipe = pipe
+        self._clock = clock
+        self._trace_sink = trace
+        self._secrets = tuple(s for s in secrets if s)
+        self._client = AtClient(report_lines=True)
+        self._reader: asyncio.Task[None] | None = None
+        self._attached = False
+        self._lock = asyncio.Lock()
+        self._pending: asyncio.Future[ResponseReceived | CommandTimedOut] | None = None
+        self._pending_command = ""
+        self._port_error: PortError | None = None
+        self._subscribers: list[tuple[frozenset[str] | None, asyncio.Queue[UrcReceived]]] = []
+        self._waiters: list[tuple[Callable[[UrcReceived], bool], asyncio.Future[UrcReceived]]] = []
+        self._ticks: set[asyncio.Future[None]] = set()
+        self._backlog: deque[UrcReceived] = deque()
+        #: URCs pushed out of the backlog because nobody took them (subscribers still got them).
+        self.dropped_urcs = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @property
+    def pipe(self) -> Pipe:
+        return self._pipe
+
+    @property
+    def running(self) -> bool:
+        """True while the runner holds the pipe and reads it."""
+        return self._reader is not None and not self._reader.done()
+
+    async def start(self) -> None:
+        """Take the pipe (already open) and start reading it."""
+        if self.running:
+            return
+        self._pipe.attach(self.OWNER)
+        self._attached = True
+        self._port_error = None
+        self._reader = asyncio.create_task(self._read_loop(), name=f"at-reader {self._pipe.name}")
+
+    async def stop(self) -> None:
+        """Stop reading and give the pipe back; safe to call twice."""
+        await self._stop_reader()
+        stopped = PortError(
+            f"the AT runner on {self._pipe.name} was stopped while a caller still waited on it"
+        )
+        self._fail_waiters(stopped)
+        self._client.cancel_command()
+        if self._attached:
+            self._pipe.release(self.OWNER)
+            self._attached = False
+
+    async def resume(self) -> None:
+        """Take the pipe back after PPP released it, parse lines again and restart reading."""
+        if self.running:
+            return
+        self._pipe.attach(self.OWNER)
+        self._attached = True
+        self._port_error = None
+        self._client.resume_command_mode()
+        self._reader = asyncio.create_task(self._read_loop(), name=f"at-reader {self._pipe.name}")
+
+    # -- commands ----------------------------------------------------------------------
+    async def command(
+        self, cmd: str, *, timeout: float = 10.0, prefixes: tuple[str, ...] | None = None
+    ) -> Response:
+        """Send `cmd` and return its answer; AtCommandError when the final result is a failure."""
+        event = await self._exchange(cmd, timeout, prefixes)
+        if event.final.kind == "connect":
+            await self._hand_over()
+            raise AtCommandError(
+                cmd,
+                event.final,
+                event.lines,
+                reason=f"{event.final.text}: the module entered data mode; use dial() for this command",
+                secrets=self._secrets,
+            )
+        if not event.final.ok:
+            raise AtCommandError(cmd, event.final, event.lines, secrets=self._secrets)
+        return Response(event.lines, event.final)
+
+    async def dial(self, cmd: str, *, timeout: float = 60.0) -> DialResult:
+        """Dial (e.g. ATD*99***1#); on CONNECT stop reading and release the pipe for PPP."""
+        event = await self._exchange(cmd, timeout, None)
+        if event.final.kind != "connect":
+            reason = None
+            if event.final.ok:
+                reason = "the module answered OK instead of CONNECT; check the dial string"
+            elif event.final.kind == "no_carrier":
+                reason = (
+                    "NO CARRIER: check that the PDP context of this dial string is defined"
+                    " (AT+CGDCONT?) and its APN is right"
+                )
+            raise AtCommandError(
+                cmd, event.final, event.lines, reason=reason, secrets=self._secrets
+            )
+        leftover = await self._hand_over()
+        return DialResult(connect_text(event.final), leftover)
+
+    async def run_script(self, script: ChatScript) -> list[Response]:
+        """Run every step of `script` in order; stop at the first failing step."""
+        deadline = self._clock() + script.total_timeout
+        responses: list[Response] = []
+        for step in script.steps:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise ModemTimeout(
+                    f"{script.name} did not finish within {script.total_timeout:g} s"
+                    f" (stopped before {self._mask(step.command)}); check that the module answers"
+                    " on this port, or raise the script's total_timeout"
+                )
+            try:
+                event = await self._exchange(
+                    step.command, min(step.timeout, remaining), step.prefixes
+                )
+            except ModemTimeout as exc:
+                if remaining >= step.timeout:
+                    raise
+                raise ModemTimeout(
+                    f"{script.name} did not finish within {script.total_timeout:g} s (no answer"
+                    f" to {self._mask(step.command)} in the time left); check that the module"
+                    " answers on this port, or raise the script's total_timeout"
+                ) from exc
+            if event.final.kind == "connect":
+                await self._hand_over()
+                raise AtCommandError(
+                    step.command,
+                    event.final,
+                    event.lines,
+                    reason=f"{event.final.text} in {script.name}: dial with dial(), not a chat step",
+                    secrets=self._secrets,
+                )
+            check = check_step(step, event.lines, event.final, script.aborts)
+            if not check.passed:
+                raise AtCommandError(
+                    step.command,
+                    event.final,
+                    event.lines,
+                    reason=f"{check.reason} (in {script.name})",
+                    secrets=self._secrets,
+                )
+            responses.append(Response(event.lines, event.final))
+        return responses
+
+    # -- URCs --------------------------------------------------------------------------
+    def subscribe(self, names: Iterable[str] | None = None) -> asyncio.Queue[UrcReceived]:
+        """A queue that gets every URC from now on (or only those named, e.g. "+CEREG")."""
+        wanted = None if names is None else frozenset(n.strip().upper() for n in names)
+        queue: asyncio.Queue[UrcReceived] = asyncio.Queue()
+        self._subscribers.append((wanted, queue))
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[UrcReceived]) -> None:
+        self._subscribers = [(n, q) for n, q in self._subscribers if q is not queue]
+
+    async def wait_urc(
+        self,
+        predicate: Callable[[UrcReceived], bool],
+        timeout: float,
+        *,
+        what: str = "the expected unsolicited result",
+    ) -> UrcReceived:
+        """The oldest URC matching `predicate` that no wait_urc took yet, waiting for one.
+
+        URCs that arrived before the call count (one that came right after a command's
+        OK is not missed); each URC satisfies at most one wait_urc.
+        """
+        for urc in self._backlog:
+            if predicate(urc):
+                self._backlog.remove(urc)
+                return urc
+        if self._port_error is not None:
+            raise PortClosed(f"port {self._pipe.name} vanished while waiting for {what}")
+        future: asyncio.Future[UrcReceived] = asyncio.get_running_loop().create_future()
+        waiter = (predicate, future)
+        self._waiters.append(waiter)
+        try:
+            if not await self._wait_until(future, self._clock() + timeout):
+                raise ModemTimeout(
+                    f"{what} did not come within {timeout:g} s from {self._pipe.name}"
+                )
+            return future.result()
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def drain_urcs(self) -> list[UrcReceived]:
+        """Take every URC no wait_urc claimed yet, oldest first."""
+        urcs = list(self._backlog)
+        self._backlog.clear()
+        return urcs
+
+    # -- the pump ----------------------------------------------------------------------
+    async def _exchange(
+        self, cmd: str, timeout: float, prefixes: tuple[str, ...] | None
+    ) -> ResponseReceived:
+        async with self._lock:
+            if self._port_error is not None:
+                raise PortClosed(f"port {self._pipe.name} vanished; cannot send {self._mask(cmd)}")
+            if not self.running:
+                raise PortError(
+                    f"the AT runner does not hold {self._pipe.name}; call start() (or resume()"
+                    f" after PPP) before sending {self._mask(cmd)}"
+                )
+            future: asyncio.Future[ResponseReceived | CommandTimedOut]
+            future = asyncio.get_running_loop().create_future()
+            payload = self._client.send(
+                cmd, now=self._clock(), timeout=timeout, response_prefixes=prefixes
+            )
+            self._pending, self._pending_command = future, cmd
+            self._trace(f">> {cmd}")
+            try:
+                try:
+                    await self._pipe.write(payload)
+                except PortClosed as exc:
+                    raise PortClosed(
+                        f"port {self._pipe.name} vanished while sending {self._mask(cmd)}"
+                    ) from exc
+                while not future.done():
+                    deadline = self._client.get_timer()
+                    if deadline is None:  # the core finished it: dispatch delivers the event
+                        self._dispatch()
+                        if not future.done():
+                            future.set_exception(
+                                PortError(f"the answer to {self._mask(cmd)} was lost")
+                            )
+                        break
+                    if not await self._wait_until(future, deadline):
+                        self._client.handle_timer(self._clock())
+                        self._dispatch()
+                event = future.result()
+            finally:
+                if self._pending is future:
+                    self._pending = None
+                    if self._client.pending_command is not None:
+                        self._client.cancel_command()
+        if isinstance(event, CommandTimedOut):
+            raise ModemTimeout(
+                f"no answer to {self._mask(cmd)} within {timeout:g} s from {self._pipe.name}:"
+                " check that the module is powered on and that this is its AT port"
+            )
+        return event
+
+    async def _hand_over(self) -> bytes:
+        """After CONNECT: let the reader finish, keep its leftover, release the pipe."""
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        leftover = self._client.take_leftover()
+        if self._attached:
+            self._pipe.release(self.OWNER)
+            self._attached = False
+        return leftover
+
+    async def _wait_until(self, future: asyncio.Future[Any], deadline: float) -> bool:
+        """Wait for `future` until `deadline` by the runner's clock; True if it is done.
+
+        Every chunk the reader feeds wakes this up too, so a clock that jumps (a test's
+        fake clock) is noticed as soon as input arrives.
+        """
+        while not future.done():
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return False
+            tick: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._ticks.add(tick)
+            try:
+                await asyncio.wait(
+                    {future, tick}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                self._ticks.discard(tick)
+                tick.cancel()
+        return True
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self._pipe.read()
+                if not data:
+                    raise PortClosed(f"{self._pipe.name} reached end of file")
+                self._client.receive_data(data)
+                self._client.handle_timer(self._clock())
+                self._dispatch()
+                self._wake_timers()
+                if self._client.data_mode:
+                    return  # the bytes after CONNECT belong to PPP: stop reading here
+        except PortClosed:
+            self._lost_port()
+        except OSError as exc:
+            self._lost_port(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug: fail the waiters instead of hanging them
+            self._port_error = PortError(f"the AT reader on {self._pipe.name} failed: {exc!r}")
+            self._trace(f"-- {self._port_error}")
+            self._fail_waiters(exc)
+
+    def _lost_port(self, cause: BaseException | None = None) -> None:
+        detail = f" ({cause})" if cause is not None else ""
+        self._port_error = PortClosed(f"port {self._pipe.name} vanished{detail}")
+        self._trace(f"-- port {self._pipe.name} vanished{detail}")
+        self._client.cancel_command()
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_exception(
+                PortClosed(
+                    f"port {self._pipe.name} vanished while waiting for the answer to"
+                    f" {self._mask(self._pending_command)}"
+                )
+            )
+        for _, future in self._waiters:
+            if not future.done():
+                future.set_exception(
+                    PortClosed(f"port {self._pipe.name} vanished while waiting for a URC")
+                )
+
+    def _fail_waiters(self, error: Exception) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_exception(error)
+        for _, future in self._waiters:
+            if not future.done():
+                future.set_exception(error)
+
+    def _dispatch(self) -> None:
+        while (event := self._client.next_event()) is not None:
+            if isinstance(event, LineReceived):
+                self._trace(f"<< {event.line}")
+            elif isinstance(event, UrcReceived):
+                self._deliver_urc(event)
+            elif isinstance(event, CommandTimedOut):
+                self._trace(f"-- no answer to {event.command}")
+                self._finish(event)
+            else:
+                self._finish(event)
+
+    def _finish(self, event: ResponseReceived | CommandTimedOut) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_result(event)
+
+    def _deliver_urc(self, urc: UrcReceived) -> None:
+        for names, queue in self._subscribers:
+            if names is None or urc.name in names:
+                queue.put_nowait(urc)
+        for predicate, future in self._waiters:
+            if future.done():
+                continue
+            try:
+                matched = predicate(urc)
+            except Exception as exc:  # noqa: BLE001 - a broken predicate fails its own waiter
+                future.set_exception(exc)
+                continue
+            if matched:
+                future.set_result(urc)
+                return
+        if len(self._backlog) >= URC_BACKLOG:
+            self._backlog.popleft()
+            self.dropped_urcs += 1
+        self._backlog.append(urc)
+
+    def _wake_timers(self) -> None:
+        for tick in self._ticks:
+            if not tick.done():
+                tick.set_result(None)
+
+    async def _stop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    def _mask(self, text: str) -> str:
+        return mask(text, self._secrets)
+
+    def _trace(self, text: str) -> None:
+        if self._trace_sink is not None:
+            self._trace_sink(self._mask(text))

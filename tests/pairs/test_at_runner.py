@@ -1,0 +1,497 @@
+"""The asyncio AT runner against a scripted module on an in-memory pipe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from larappp.engine.at import AtCommandError, AtRunner, DialResult
+from larappp.errors import ModemError, ModemTimeout, PortClosed, PortError
+from larappp.proto.at.chat import ChatScript, ChatStep
+from larappp.proto.at.core import CarrierLost, UrcReceived
+from larappp.transport.pipe import Pipe
+
+PORT = "/dev/ttyFAKE0"
+PPP_BYTES = bytes.fromhex("7eff7d23c0217d217d217d207d34")
+UUPINGS = [
+    f'+UUPING: {n},32,"www.google.com","216.58.206.68",115,{rtt}'  # app note §2.4.1
+    for n, rtt in ((1, 62), (2, 53), (3, 53), (4, 53))
+]
+
+
+def crlf(*lines: str) -> bytes:
+    return b"".join(b"\r\n" + line.encode() + b"\r\n" for line in lines)
+
+
+class ScriptedPipe(Pipe):
+    """The host end of a pipe whose far end is a scripted module (command -> reply bytes)."""
+
+    def __init__(self, replies: dict[str, bytes] | None = None, *, echo: bool = True) -> None:
+        super().__init__()
+        self.name = PORT
+        self.replies = dict(replies or {})
+        self.echo = echo
+        self.commands: list[str] = []
+        self.fail_writes = False
+        self.on_command: Callable[[str], None] | None = None
+        self._incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._partial = b""
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.vanish()
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        chunk = await self._incoming.get()
+        if chunk is None:
+            self._incoming.put_nowait(None)  # stays gone for every later read
+            raise PortClosed(f"{self.name} was unplugged")
+        return chunk
+
+    async def write(self, data: bytes) -> None:
+        if self.fail_writes:
+            raise PortClosed(f"{self.name}: write failed")
+        self._partial += data
+        while b"\r" in self._partial:
+            line, self._partial = self._partial.split(b"\r", 1)
+            command = line.decode()
+            self.commands.append(command)
+            if self.on_command is not None:
+                self.on_command(command)
+            reply = self.replies.get(command)
+            if reply is not None:
+                self.feed((line + b"\r" if self.echo else b"") + reply)
+
+    # the module's side
+    def feed(self, data: bytes) -> None:
+        self._incoming.put_nowait(data)
+
+    def vanish(self) -> None:
+        self._incoming.put_nowait(None)
+
+    def eof(self) -> None:
+        self._incoming.put_nowait(b"")
+
+
+def run(factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def bounded() -> None:
+        await asyncio.wait_for(factory(), timeout=10)
+
+    asyncio.run(bounded())
+
+
+async def settle() -> None:
+    """Let the reader task process what is queued (no wall-clock wait)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def started(pipe: Pipe, **kwargs: Any) -> AtRunner:
+    runner = AtRunner(pipe, **kwargs)
+    await runner.start()
+    return runner
+
+
+# -- commands ----------------------------------------------------------------------
+
+
+def test_command_returns_lines_and_delivers_interleaved_urcs() -> None:
+    cgdcont = '+CGDCONT: 1,"IP","APN1","166.130.71.189",0,0,0,0'  # app note §4.1.3
+
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"AT+CGDCONT?": crlf(cgdcont, "+CEREG: 5", "OK", "+CSCON: 1")})
+        trace: list[str] = []
+        runner = await started(pipe, trace=trace.append)
+        everything = runner.subscribe()
+        assert pipe.owner == "at"
+        response = await runner.command("AT+CGDCONT?")
+        assert response.lines == (cgdcont,)
+        assert response.final.kind == "ok"
+        await settle()
+        assert [everything.get_nowait().line for _ in range(2)] == ["+CEREG: 5", "+CSCON: 1"]
+        assert trace[:3] == [">> AT+CGDCONT?", "<< AT+CGDCONT?", f"<< {cgdcont}"]
+        assert "<< OK" in trace
+        await runner.stop()
+        assert pipe.owner is None
+
+    run(scenario)
+
+
+def test_command_error_names_the_command_and_the_meaning() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe({'AT+CGDCONT=1,"IP","x"': crlf("+CME ERROR: 3")})
+        runner = await started(pipe)
+        with pytest.raises(AtCommandError) as info:
+            await runner.command('AT+CGDCONT=1,"IP","x"')
+        error = info.value
+        assert isinstance(error, ModemError)
+        assert str(error) == 'AT+CGDCONT=1,"IP","x" failed: +CME ERROR: 3 (operation not allowed)'
+        assert error.command == 'AT+CGDCONT=1,"IP","x"'
+        assert error.final.kind == "cme_error"
+        assert error.final.code == 3
+        # the runner goes on after an error
+        pipe.replies["AT"] = crlf("OK")
+        assert (await runner.command("AT")).final.ok
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_secrets_are_masked_in_trace_and_errors() -> None:
+    command = 'AT+CGAUTH=1,1,"user","s3cret"'
+
+    async def scenario() -> None:
+        pipe = ScriptedPipe({command: crlf("ERROR")})
+        trace: list[str] = []
+        runner = await started(pipe, trace=trace.append, secrets=["s3cret"])
+        with pytest.raises(AtCommandError) as info:
+            await runner.command(command)
+        assert "s3cret" not in str(info.value)
+        assert '"***"' in str(info.value)
+        assert trace[0] == '>> AT+CGAUTH=1,1,"user","***"'
+        assert all("s3cret" not in line for line in trace)
+        assert pipe.commands == [command]  # the module gets the real thing
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_timeout_error_text() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe()  # never answers
+        runner = await started(pipe)
+        with pytest.raises(ModemTimeout) as info:
+            await runner.command("AT+X", timeout=0.05)
+        assert str(info.value) == (
+            f"no answer to AT+X within 0.05 s from {PORT}: check that the module is powered on"
+            " and that this is its AT port"
+        )
+        # the next command is not blocked by the one that timed out
+        pipe.replies["AT"] = crlf("OK")
+        assert (await runner.command("AT")).final.ok
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_timeout_by_fake_clock_when_input_arrives() -> None:
+    now = [1000.0]
+
+    async def scenario() -> None:
+        pipe = ScriptedPipe()
+        runner = await started(pipe, clock=lambda: now[0])
+        urcs = runner.subscribe(["+CEREG"])
+        pending = asyncio.create_task(runner.command("AT+COPS?", timeout=10.0))
+        await settle()
+        pipe.feed(crlf('+COPS: 0,0,"I TIM",7'))
+        await settle()
+        assert not pending.done()
+        now[0] += 10.5
+        pipe.feed(crlf("+CEREG: 1"))  # any input makes the runner look at the clock
+        with pytest.raises(ModemTimeout, match=r"no answer to AT\+COPS\? within 10 s"):
+            await pending
+        assert urcs.get_nowait() == UrcReceived("+CEREG: 1", "+CEREG")
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_port_vanishing_mid_command() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe()
+        runner = await started(pipe)
+        pending = asyncio.create_task(runner.command("AT+COPS?"))
+        await settle()
+        pipe.feed(b'\r\n+COPS: 0,0,"I T')
+        pipe.vanish()
+        with pytest.raises(PortClosed) as info:
+            await pending
+        assert str(info.value) == (f"port {PORT} vanished while waiting for the answer to AT+COPS?")
+        with pytest.raises(PortClosed, match="vanished"):
+            await runner.command("AT")
+        with pytest.raises(PortClosed, match="vanished"):
+            await runner.wait_urc(lambda urc: True, 1.0)
+        await runner.stop()
+        assert pipe.owner is None
+
+    run(scenario)
+
+
+def test_end_of_file_is_a_vanished_port() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe()
+        runner = await started(pipe)
+        pending = asyncio.create_task(runner.command("AT"))
+        await settle()
+        pipe.eof()
+        with pytest.raises(PortClosed, match="vanished while waiting for the answer to AT"):
+            await pending
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_write_failure_is_a_vanished_port() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe()
+        pipe.fail_writes = True
+        runner = await started(pipe)
+        with pytest.raises(PortClosed, match=f"port {PORT} vanished while sending AT"):
+            await runner.command("AT")
+        pipe.fail_writes = False
+        pipe.replies["AT"] = crlf("OK")
+        assert (await runner.command("AT")).final.ok
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_commands_from_two_tasks_take_turns() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"AT+CGMI": crlf("u-blox", "OK"), "AT+CGMM": crlf("LARA-R6", "OK")})
+        runner = await started(pipe)
+        first, second = await asyncio.gather(runner.command("AT+CGMI"), runner.command("AT+CGMM"))
+        assert (first.lines, second.lines) == (("u-blox",), ("LARA-R6",))
+        assert pipe.commands == ["AT+CGMI", "AT+CGMM"]
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_runner_survives_garbage() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"AT": crlf("OK")})
+        runner = await started(pipe)
+        pipe.feed(b"\x00\xff\xfe\x7e\x7d" * 200 + b"\r\n\x00\r\xff")
+        await settle()
+        assert (await runner.command("AT")).final.ok
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_command_before_start_is_refused() -> None:
+    async def scenario() -> None:
+        runner = AtRunner(ScriptedPipe())
+        with pytest.raises(PortError, match=r"call start\(\)"):
+            await runner.command("AT")
+
+    run(scenario)
+
+
+def test_stop_is_idempotent_and_fails_a_pending_command() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe()
+        runner = await started(pipe)
+        pending = asyncio.create_task(runner.command("AT"))
+        await settle()
+        await runner.stop()
+        with pytest.raises(PortError, match="stopped"):
+            await pending
+        await runner.stop()
+        assert pipe.owner is None
+        assert not runner.running
+
+    run(scenario)
+
+
+def test_start_refuses_a_pipe_held_by_someone_else() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe()
+        pipe.attach("ppp")
+        with pytest.raises(PortError, match="held by ppp"):
+            await AtRunner(pipe).start()
+
+    run(scenario)
+
+
+# -- URCs ----------------------------------------------------------------------------
+
+
+def test_subscribers_get_every_urc_or_the_named_ones() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe()
+        runner = await started(pipe)
+        everything = runner.subscribe()
+        cereg = runner.subscribe(["+cereg"])
+        pipe.feed(crlf("+CEREG: 2", "+CSCON: 1", "+CEREG: 1"))
+        await settle()
+        assert [everything.get_nowait().line for _ in range(3)] == [
+            "+CEREG: 2",
+            "+CSCON: 1",
+            "+CEREG: 1",
+        ]
+        assert [cereg.get_nowait().line for _ in range(2)] == ["+CEREG: 2", "+CEREG: 1"]
+        assert cereg.empty()
+        runner.unsubscribe(everything)
+        pipe.feed(crlf("+CEREG: 5"))
+        await settle()
+        assert everything.empty()
+        assert cereg.get_nowait().line == "+CEREG: 5"
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_wait_urc_sees_urcs_that_came_with_the_ok() -> None:
+    async def scenario() -> None:
+        # app note §2.4.1: OK, then the +UUPING URCs, all in one chunk
+        pipe = ScriptedPipe({'AT+UPING="www.google.com"': crlf("OK", *UUPINGS)})
+        runner = await started(pipe)
+        await runner.command('AT+UPING="www.google.com"')
+        got = [(await runner.wait_urc(lambda u: u.name == "+UUPING", 1.0)).line for _ in UUPINGS]
+        assert got == UUPINGS
+        with pytest.raises(ModemTimeout, match="the ping result did not come within 0.01 s"):
+            await runner.wait_urc(lambda u: u.name == "+UUPING", 0.01, what="the ping result")
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_wait_urc_waits_for_a_later_urc_and_backlog_keeps_the_others() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe()
+        runner = await started(pipe)
+        waiting = asyncio.create_task(runner.wait_urc(lambda u: u.line == "+CEREG: 1", 5.0))
+        await settle()
+        pipe.feed(crlf("+CEREG: 2", "+CEREG: 1"))
+        assert (await waiting).line == "+CEREG: 1"
+        assert [u.line for u in runner.drain_urcs()] == ["+CEREG: 2"]
+        assert runner.drain_urcs() == []
+        await runner.stop()
+
+    run(scenario)
+
+
+# -- dial, hand-over, resume -----------------------------------------------------------
+
+
+def test_dial_hands_leftover_and_pipe_to_ppp_then_resumes() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe(
+            {"ATD*99***1#": crlf("+CGEV: ME PDN ACT 1") + b"\r\nCONNECT 150000000\r\n" + PPP_BYTES}
+        )
+        runner = await started(pipe)
+        urcs = runner.subscribe()
+        result = await runner.dial("ATD*99***1#")
+        assert result == DialResult("150000000", PPP_BYTES)
+        assert pipe.owner is None
+        assert not runner.running
+        assert urcs.get_nowait().line == "+CGEV: ME PDN ACT 1"
+
+        # PPP owns the pipe now; bytes the module sends later are PPP's, not the runner's
+        pipe.attach("ppp")
+        pipe.feed(b"\x7e\x7e")
+        assert await pipe.read() == b"\x7e\x7e"
+        with pytest.raises(PortError, match="call start"):
+            await runner.command("AT")
+        with pytest.raises(PortError, match="held by ppp"):
+            await runner.resume()
+        pipe.release("ppp")
+
+        await runner.resume()
+        assert pipe.owner == "at"
+        pipe.feed(crlf("NO CARRIER"))
+        lost = await asyncio.wait_for(urcs.get(), 1.0)
+        assert isinstance(lost, CarrierLost)
+        pipe.replies["ATH"] = crlf("OK")
+        assert (await runner.command("ATH")).final.ok
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_dial_failure_explains_no_carrier() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"ATD*99***2#": crlf("NO CARRIER")})
+        runner = await started(pipe)
+        with pytest.raises(AtCommandError, match=r"ATD\*99\*\*\*2# failed: NO CARRIER: check"):
+            await runner.dial("ATD*99***2#")
+        assert pipe.owner == "at"
+        assert runner.running
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_connect_on_a_plain_command_still_releases_the_pipe() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"ATO": crlf("CONNECT")})
+        runner = await started(pipe)
+        with pytest.raises(AtCommandError, match=r"use dial\(\)"):
+            await runner.command("ATO")
+        assert pipe.owner is None
+        await runner.resume()
+        assert pipe.owner == "at"
+        await runner.stop()
+
+    run(scenario)
+
+
+# -- chat scripts ----------------------------------------------------------------------
+
+PROFILE_CHECK = ChatScript(
+    (
+        ChatStep("AT+CFUN=0"),
+        ChatStep("AT+UMNOPROF?", expect=r"^\+UMNOPROF: 100$"),  # app note §2.3.1
+        ChatStep("AT+UEMBPF?", expect=r'"6000-6200"'),  # app note §4.3.1
+    ),
+    total_timeout=5.0,
+    name="profile check",
+)
+
+
+def test_run_script_returns_every_response() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe(
+            {
+                "AT+CFUN=0": crlf("OK"),
+                "AT+UMNOPROF?": crlf("+UMNOPROF: 100", "OK"),
+                "AT+UEMBPF?": crlf('+UEMBPF: 1,"6000-6200"', "OK"),
+            }
+        )
+        runner = await started(pipe)
+        responses = await runner.run_script(PROFILE_CHECK)
+        assert [r.lines for r in responses] == [
+            (),
+            ("+UMNOPROF: 100",),
+            ('+UEMBPF: 1,"6000-6200"',),
+        ]
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_run_script_stops_at_the_first_failing_step() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"AT+CFUN=0": crlf("OK"), "AT+UMNOPROF?": crlf("+UMNOPROF: 90", "OK")})
+        runner = await started(pipe)
+        with pytest.raises(AtCommandError, match=r"AT\+UMNOPROF\? failed: .*\(in profile check\)"):
+            await runner.run_script(PROFILE_CHECK)
+        assert pipe.commands == ["AT+CFUN=0", "AT+UMNOPROF?"]
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_run_script_total_timeout_by_fake_clock() -> None:
+    now = [0.0]
+
+    def slow_module(command: str) -> None:
+        now[0] += 3.0  # each answer takes 3 s of (fake) time: the 5 s budget runs out
+
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"AT+CFUN=0": crlf("OK"), "AT+UMNOPROF?": crlf("OK")})
+        pipe.on_command = slow_module
+        runner = await started(pipe, clock=lambda: now[0])
+        with pytest.raises(ModemTimeout, match="profile check did not finish within 5 s"):
+            await runner.run_script(PROFILE_CHECK)
+        assert pipe.commands == ["AT+CFUN=0", "AT+UMNOPROF?"]
+        await runner.stop()
+
+    run(scenario)
