@@ -730,3 +730,33 @@ def test_the_at_core_imports_no_io_module() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(URC_POOL), max_size=4),
+    st.booleans(),
+    st.sampled_from([b"\r\n", b"\n", b"\r"]),
+    st.binary(min_size=0, max_size=64),
+    st.data(),
+)
+def test_connect_hands_over_exactly_the_bytes_after_it(
+    urc_lines: list[str], echo: bool, end: bytes, ppp_tail: bytes, data: st.DataObject
+) -> None:
+    payload = PPP_BYTES + ppp_tail
+    wire = b"ATD*99***1#\r" if echo else b""
+    for urc in urc_lines:
+        wire += b"\r\n" + urc.encode() + b"\r\n"
+    wire += b"\r\nCONNECT 150000000" + end + payload
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=8)))
+    client = AtClient()
+    client.send("ATD*99***1#", now=0.0, timeout=60.0)
+    start = 0
+    for cut in [*cuts, len(wire)]:
+        client.receive_data(wire[start:cut])
+        start = cut
+    evs = events(client)
+    assert urcs(evs) == urc_lines
+    [answer] = responses(evs)
+    assert answer.final.kind == "connect"
+    assert client.take_leftover() == payload
