@@ -8,6 +8,7 @@ CONNECT, then hands it to the PPP engine, which gives it back at hang-up.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,6 +79,18 @@ class Pipe(abc.ABC):
 
     def modem_lines(self) -> ModemLines:
         return ModemLines()
+
+    async def hangup(self, hold_s: float = 1.0) -> None:
+        """Drop DTR for `hold_s` seconds, then raise it again (ends a data call, app note §4.2).
+
+        PortError where the pipe has no DTR; SerialPipe drops DTR with speed B0 instead,
+        which also works on a pty.
+        """
+        self.set_dtr(False)
+        try:
+            await asyncio.sleep(hold_s)
+        finally:
+            self.set_dtr(True)
 
     def watch_modem_lines(self, callback: Callable[[ModemLines], None] | None) -> None:
         """Call `callback` in the event loop whenever this pipe notices its modem lines change.

@@ -310,6 +310,17 @@ class Rfc2217Pipe(Pipe):
                     " check the RFC 2217 server supports line control"
                 ) from exc
 
+    async def hangup(self, hold_s: float = 1.0) -> None:
+        """Drop DTR for `hold_s` seconds once the server confirmed it, then raise it again."""
+        self.set_dtr(False)
+        try:
+            await self.drain()
+            await asyncio.sleep(hold_s)
+        finally:
+            if self.is_open and self._lost is None:
+                self.set_dtr(True)
+        await self.drain()
+
     def modem_lines(self) -> ModemLines:
         """CTS/DSR/DCD/RI from the server's last NOTIFY-MODEMSTATE (None before the first)."""
         return self._lines

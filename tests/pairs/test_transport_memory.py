@@ -143,3 +143,15 @@ def test_ownership_is_exclusive() -> None:
     host.release("at")
     host.attach("ppp")
     assert host.owner == "ppp"
+
+
+def test_hangup_drops_dtr_then_raises_it() -> None:
+    async def scenario() -> list[ModemLines]:
+        host, module = pipe_pair()
+        await host.hangup(hold_s=0)
+        return module.line_history
+
+    history = run(scenario)
+    assert [lines.dsr for lines in history] == [False, True]
+    with pytest.raises(PortError, match="no DTR line"):
+        run(lambda: pipe_pair(modem_lines=False)[0].hangup(hold_s=0))

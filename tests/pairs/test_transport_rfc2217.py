@@ -156,6 +156,13 @@ class Rfc2217Server:
         self.listener.close()
 
 
+@pytest.fixture(autouse=True)
+def no_threads_left_behind() -> Iterator[None]:
+    yield
+    names = [t.name for t in threading.enumerate()]
+    assert not [n for n in names if "rfc2217" in n.lower()], names
+
+
 @pytest.fixture
 def server() -> Iterator[Rfc2217Server]:
     srv = Rfc2217Server()
@@ -226,6 +233,8 @@ def test_dtr_and_rts_changes_reach_the_server_in_order(server: Rfc2217Server) ->
             assert server.port_object.dtr_history == [True, False, True]
             assert server.port_object.rts_history[-1] is False
             assert bytes(server.received) == b"+++"
+            await pipe.hangup(hold_s=0)
+            assert server.port_object.dtr_history == [True, False, True, False, True]
         finally:
             await pipe.close()
 
