@@ -68,7 +68,6 @@ class Rfc2217Pipe(Pipe):
         self.baud = baud
         self.rtscts = rtscts
         self._serial: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -105,11 +104,11 @@ class Rfc2217Pipe(Pipe):
             executor.shutdown(wait=False)
             raise PortError(self._open_failure(exc)) from exc
         except BaseException:
+            # cancelled while pyserial connects: close once open() returns, on the same thread
+            executor.submit(ser.close)
             executor.shutdown(wait=False)
-            await asyncio.to_thread(ser.close)
             raise
         self._serial = ser
-        self._loop = loop
         self._executor = executor
         self._stopping = threading.Event()
         self._buffer = bytearray()
