@@ -278,8 +278,22 @@ class AtRunner:
         return urcs
 
     # -- the pump ----------------------------------------------------------------------
+    async def escape(self, *, guard: float, timeout: float = 5.0) -> Response:
+        """Leave online data mode with "+++" and return to command mode (app note §9.1.4).
+
+        Takes the pipe back if PPP released it, keeps `guard` seconds of silence before
+        the three characters (sent as one write, so they travel in one frame) and waits
+        for the module's OK: the call is then in online command mode (ATO / ATH).
+        """
+        await self.resume()
+        await asyncio.sleep(guard)
+        event = await self._exchange("+++", timeout, None, escape=True)
+        if not event.final.ok:
+            raise AtCommandError("+++", event.final, event.lines, secrets=self._secrets)
+        return Response(event.lines, event.final)
+
     async def _exchange(
-        self, cmd: str, timeout: float, prefixes: tuple[str, ...] | None
+        self, cmd: str, timeout: float, prefixes: tuple[str, ...] | None, *, escape: bool = False
     ) -> ResponseReceived:
         async with self._lock:
             if self._port_error is not None:
@@ -291,9 +305,12 @@ class AtRunner:
                 )
             future: asyncio.Future[ResponseReceived | CommandTimedOut]
             future = asyncio.get_running_loop().create_future()
-            payload = self._client.send(
-                cmd, now=self._clock(), timeout=timeout, response_prefixes=prefixes
-            )
+            if escape:
+                payload = self._client.send_escape(now=self._clock(), timeout=timeout, sequence=cmd)
+            else:
+                payload = self._client.send(
+                    cmd, now=self._clock(), timeout=timeout, response_prefixes=prefixes
+                )
             self._pending, self._pending_command = future, cmd
             self._trace(f">> {cmd}")
             try:

@@ -439,6 +439,25 @@ class AtClient:
         )
         return text.encode("ascii") + b"\r"
 
+    def send_escape(self, *, now: float, timeout: float, sequence: str = "+++") -> bytes:
+        """Start the escape from online data mode; returns the bytes to write (no CR).
+
+        The module answers OK and is then in online command mode. The caller keeps the
+        guard silence before and after (app note §9.1.4): timing is not the core's business.
+        """
+        if self._pending is not None:
+            raise AtUsageError(
+                f"cannot send the escape sequence: {command_label(self._pending.command)}"
+                " is still waiting for its answer"
+            )
+        if not timeout > 0:
+            raise AtUsageError(f"the timeout of the escape sequence must be positive, not {timeout}")
+        self._data_mode = False
+        self._pending = _PendingCommand(
+            command=sequence, echo=sequence, prefixes=frozenset(), deadline=now + timeout
+        )
+        return sequence.encode("ascii")
+
     def cancel_command(self) -> None:
         """Forget the pending command (its caller gave up); its late lines become URCs."""
         self._pending = None

@@ -1,0 +1,100 @@
+"""Config parsing: every mistake is one ConfigError naming the key and what to change."""
+
+from __future__ import annotations
+
+import pytest
+
+from larappp.config import default_config, load_config, parse_config
+from larappp.errors import ConfigError
+
+GOOD = """
+[modem]
+port = "/dev/ttyACM0"
+baud = 115200
+flow_control = "rtscts"
+embpf = "6000-6200"
+
+[[session]]
+cid = 1
+apn = "internet"
+
+[[session]]
+cid = 2
+apn = "iot.example"
+auth = "chap"
+user = "me"
+password = "s3cret"
+port = "/dev/ttyACM2"
+teardown = "dtr"
+"""
+
+
+def test_good_config_parses() -> None:
+    cfg = parse_config(GOOD, source="good.toml")
+    assert cfg.modem.rtscts is True
+    assert cfg.modem.embpf == "6000-6200"
+    assert [s.cid for s in cfg.sessions] == [1, 2]
+    assert cfg.sessions[1].teardown == "dtr"
+    assert cfg.sessions[0].families == (4, 6)
+    assert "s3cret" not in repr(cfg.sessions[1])
+    assert "s3cret" in cfg.secrets()
+
+
+def test_default_config_is_the_simulator() -> None:
+    cfg = default_config()
+    assert cfg.uses_simulator
+    assert len(cfg.sessions) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[modem\nport=1", "not valid TOML"),
+        ('[modem]\nport = "COM3"\n[[session]]\ncid=1\napn="a"', "modem.port"),
+        ('[modem]\nbaud = 12345\n[[session]]\ncid=1\napn="a"', "modem.baud"),
+        ('[modem]\nbogus = 1\n[[session]]\ncid=1\napn="a"', "unknown key modem.bogus"),
+        ("[modem]\n", "no [[session]]"),
+        ('[[session]]\ncid=1', "needs both cid and apn"),
+        ('[[session]]\ncid="one"\napn="a"', "session[0].cid must be a int"),
+        ('[[session]]\ncid=2\napn="a"\nteardown="pull-plug"', "session[0].teardown"),
+        ('[[session]]\ncid=2\napn="a"\nauth="pap"', "needs a user"),
+        ('[[session]]\ncid=2\napn="a"\nifname="this-name-is-far-too-long"', "ifname"),
+        ('[[session]]\ncid=2\napn="a"\npdp_type="X25"', "pdp_type"),
+        ('[[session]]\ncid=2\napn="a"\n[[session]]\ncid=3\napn="b"\nifname="lara2"', "interface name lara2"),
+        ('[modem]\nport="/dev/ttyACM0"\n[[session]]\ncid=2\napn="a"\n[[session]]\ncid=3\napn="b"', "share the port"),
+    ],
+)
+def test_bad_config_names_the_key(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="bad.toml")
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("sessions", "needle"),
+    [
+        ('[[session]]\ncid=2\napn="a\\"b"', "quote"),
+        ('[[session]]\ncid=2\napn="same"\n[[session]]\ncid=3\napn="same"\nport="/dev/x"', "APN"),
+        (
+            "".join(f'[[session]]\ncid={c}\napn="a{c}"\nport="/dev/p{c}"\n' for c in (2, 3, 4, 5)),
+            "3",
+        ),
+        ('[[session]]\ncid=1\napn="a"\nauth="pap"\nuser="u"', "CID 1"),
+        ('[[session]]\ncid=9\napn="a"', "9"),
+    ],
+)
+def test_pdp_rules_are_enforced(sessions: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config('[modem]\nport="/dev/ttyACM0"\n' + sessions, source="rules.toml")
+    assert needle.lower() in str(info.value).lower()
+
+
+def test_embpf_range_is_validated() -> None:
+    with pytest.raises(ConfigError, match="embpf"):
+        parse_config('[modem]\nembpf = "1000-1010"\n[[session]]\ncid=1\napn="a"')
+
+
+def test_missing_file_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
