@@ -11,6 +11,7 @@ Standard library only; no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -725,8 +726,10 @@ def parse_cereg(line: str) -> Registration:
 # -- +CGEV -----------------------------------------------------------------------------------
 
 # 3GPP TS 27.007 §10.1.19 event names, longest first so "PDN ACT" wins over "ACT".
-_CGEV_EVENTS = ("PDN DEACT", "PDN ACT", "DEACT", "ACT", "MODIFY", "DETACH", "CLASS", "REACT",
-                "REJECT")
+_CGEV_EVENT = re.compile(
+    r"^(PDN\s+DEACT|PDN\s+ACT|DEACT|ACT|MODIFY|DETACH|CLASS|REACT|REJECT)(?:\s+(.*))?$",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -760,13 +763,12 @@ def parse_cgev(line: str) -> CgevEvent:
     if words and words[0].upper() in ("NW", "ME"):
         origin = words[0].upper()
         rest = words[1] if len(words) > 1 else ""
-    upper = rest.upper()
-    event = next(
-        (name for name in _CGEV_EVENTS if upper == name or upper.startswith(name + " ")), None
-    )
-    if event is None:
+    match = _CGEV_EVENT.match(rest.strip())
+    if match is None:
         raise _bad_line(line, "unknown +CGEV event")
-    fields = _fields(line, rest[len(event):].strip()) if rest[len(event):].strip() else []
+    event = " ".join(match.group(1).upper().split())
+    arguments = (match.group(2) or "").strip()
+    fields = _fields(line, arguments) if arguments else []
     params = tuple(f.text for f in fields)
     if fields and fields[0].quoted:
         # Old form: <PDP_type>,<PDP_addr>[,<cid>] (REJECT, NW/ME REACT, DEACT).

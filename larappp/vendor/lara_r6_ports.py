@@ -124,7 +124,8 @@ def check_uembpf_range(port_range: PortRange) -> PortRange:
             "start it above 1024"
         )
     if port_range.size < UEMBPF_MIN_PORTS:
-        suggestion = PortRange(port_range.first, min(MAX_PORT, port_range.first + UEMBPF_MIN_PORTS - 1))
+        start = min(port_range.first, MAX_PORT - UEMBPF_MIN_PORTS + 1)
+        suggestion = PortRange(start, start + UEMBPF_MIN_PORTS - 1)
         raise ValidationError(
             f'UEMBPF port range "{port_range}" holds only {port_range.size} ports, fewer than the '
             f'{UEMBPF_MIN_PORTS} the app note §4.3 recommends: widen it (e.g. "{suggestion}")'

@@ -178,7 +178,9 @@ def decide_xlat(
     last = history.last_time
     if last is not None and history.last_action not in (None, wanted):
         age = now - last
-        if age < XLAT_MIN_REVERSAL_INTERVAL_S:
+        # A stamp up to a window ahead of `now` (the clock went back) still counts as recent;
+        # one further ahead is stale, or the guard could block switching for months.
+        if -XLAT_WINDOW_S < age < XLAT_MIN_REVERSAL_INTERVAL_S:
             return XlatDecision(
                 "none",
                 f"{why}, but XLAT was switched to {history.last_action} only "
