@@ -477,27 +477,26 @@ def parse_cgcontrdp(lines: Lines) -> list[ContextParams]:
         if len(fields) < 3:
             raise _bad_line(line, "fewer than 3 fields")
 
-        def text(index: int, fields: list[AtField] = fields) -> str:
-            return fields[index].text if index < len(fields) else ""
-
-        address, mask, prefix_len = _address_and_mask(text(3))
-        gateways = _addresses(text(4))
-        mtu = _opt_int(line, fields, 11, "IPv4 MTU")
+        texts = [f.text for f in fields] + [""] * (12 - len(fields))
+        address, mask, prefix_len = _address_and_mask(texts[3])
+        if _assigned(address) is None:
+            address, mask, prefix_len = None, None, None
+        gateways = _addresses(texts[4])
         result.append(
             ContextParams(
                 cid=_int(line, fields[0], "cid"),
                 bearer_id=_opt_int(line, fields, 1, "bearer id"),
-                apn=text(2),
-                address=_assigned(address),
-                subnet_mask=mask if address is not None and not address.is_unspecified else None,
-                prefix_len=prefix_len if address is not None and not address.is_unspecified
-                else None,
+                apn=texts[2],
+                address=address,
+                subnet_mask=mask,
+                prefix_len=prefix_len,
                 gateway=gateways[0] if gateways else None,
-                dns=_addresses(text(5)) + _addresses(text(6)),
-                pcscf=_addresses(text(7)) + _addresses(text(8)),
+                dns=_addresses(texts[5]) + _addresses(texts[6]),
+                pcscf=_addresses(texts[7]) + _addresses(texts[8]),
                 im_cn_signalling=_opt_int(line, fields, 9, "IM CN signalling flag"),
                 lipa=_opt_int(line, fields, 10, "LIPA indication"),
-                ipv4_mtu=mtu or None,
+                # 0 is what some firmware writes when the network gave no MTU.
+                ipv4_mtu=_opt_int(line, fields, 11, "IPv4 MTU") or None,
             )
         )
     return result
