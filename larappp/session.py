@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from larappp.config import SessionConfig
 from larappp.engine.at import AtRunner
-from larappp.errors import LarapppError, ModemError, PortError
+from larappp.errors import LarapppError
 from larappp.transport.pipe import Pipe
 from larappp.vendor import lara_r6 as r6
 
@@ -106,22 +106,21 @@ class Session:
             await self.close()
 
     async def _drop_dtr(self) -> None:
-        """DTR ON -> OFF ends the call and returns to command mode (app note §4.2)."""
+        """DTR ON -> OFF ends the call and returns to command mode (app note §4.2).
+
+        A serial device or RFC 2217 port drops the DTR line; a pty has none, so its
+        pipe hangs up the way pppd does (speed B0), which the simulator sees as DTR.
+        """
         assert self.pipe is not None and self.at is not None
-        if not self.pipe.has_modem_lines:
-            raise PortError(
-                f"session cid {self.config.cid}: teardown = \"dtr\" needs a port with a DTR line "
-                f"({self.state.port} has none): use a serial device or an rfc2217:// URL, or another teardown"
-            )
         await self.at.resume()
-        self.pipe.set_dtr(False)
+        hangup = asyncio.create_task(self.pipe.hangup())
         try:
-            await self.at.wait_urc(lambda u: u.name == "NO CARRIER", timeout=self._command_timeout)
-        except ModemError:
-            pass
+            await self.at.wait_urc(
+                lambda u: u.name == "NO CARRIER", timeout=self._command_timeout,
+                what="NO CARRIER after the DTR drop",
+            )
         finally:
-            await asyncio.sleep(0.1)
-            self.pipe.set_dtr(True)
+            await hangup
 
     async def close(self) -> None:
         if self.at is not None:
