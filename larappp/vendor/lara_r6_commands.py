@@ -31,6 +31,7 @@ __all__ = [
     "USER_MAX_LEN",
     "AuthType",
     "DefaultIpType",
+    "auth_type",
     "cereg_read",
     "cereg_set",
     "cfun",
@@ -105,6 +106,23 @@ class AuthType(IntEnum):
     PAP = 1
     CHAP = 2
     AUTO = 3  # none, then PAP, then CHAP (u-blox +UAUTHREQ)
+
+
+_AUTH_NAMES = {"none": AuthType.NONE, "pap": AuthType.PAP, "chap": AuthType.CHAP,
+               "auto": AuthType.AUTO}
+
+
+def auth_type(value: int | str, *, owner: str = "") -> AuthType:
+    """An AuthType from its number (0-3) or name ("none", "pap", "chap", "auto")."""
+    if isinstance(value, str) and value.strip().lower() in _AUTH_NAMES:
+        return _AUTH_NAMES[value.strip().lower()]
+    if isinstance(value, int) and not isinstance(value, bool) and value in set(AuthType):
+        return AuthType(value)
+    of = f" of {owner}" if owner else ""
+    raise ValidationError(
+        f"authentication type {value!r}{of} is unknown: use none (0), pap (1), chap (2) or "
+        "auto (3)"
+    )
 
 
 class DefaultIpType(IntEnum):
@@ -395,14 +413,13 @@ def uembpf_read() -> str:
     return "AT+UEMBPF?"
 
 
-def uauthreq(cid: int, auth: int, user: str, password: str) -> str:
+def uauthreq(cid: int, auth: int | str, user: str, password: str) -> str:
     """AT+UAUTHREQ=<cid>,<auth_type>,"<user>","<password>": carries a secret, log it redacted."""
     check_cid(cid, command="AT+UAUTHREQ")
-    _check_choice(auth, set(AuthType), field=f"authentication type of cid {cid}",
-                  command="AT+UAUTHREQ")
+    kind = auth_type(auth, owner=f"cid {cid}")
     check_user(user, owner=f"cid {cid}")
     check_password(password, owner=f"cid {cid}")
-    return f"AT+UAUTHREQ={cid},{int(auth)},{quote(user)},{quote(password)}"
+    return f"AT+UAUTHREQ={cid},{int(kind)},{quote(user)},{quote(password)}"
 
 
 def dial(cid: int) -> str:

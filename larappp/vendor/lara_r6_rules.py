@@ -19,6 +19,7 @@ from larappp.vendor.lara_r6_commands import (
     PDP_TYPES,
     PPP_PDP_TYPES,
     AuthType,
+    auth_type,
     check_apn,
     check_password,
     check_user,
@@ -128,7 +129,7 @@ class PdpPlan:
     cid: int
     apn: str
     pdp_type: str = "IPV4V6"
-    auth: int = AuthType.NONE
+    auth: int | str = AuthType.NONE  # a number 0-3 or "none", "pap", "chap", "auto"
     user: str = ""
     password: str = field(default="", repr=False)
     mtu: int | None = None
@@ -202,11 +203,7 @@ def _check_one(plan: PdpPlan, *, mno_profile: int | None) -> None:
     check_apn(plan.apn, owner=owner)
     check_user(plan.user, owner=owner)
     check_password(plan.password, owner=owner)
-    if isinstance(plan.auth, bool) or plan.auth not in set(AuthType):
-        raise ConfigError(
-            f"authentication type {plan.auth!r} of {owner} is unknown: use 0 (none), 1 (PAP), "
-            "2 (CHAP) or 3 (automatic)"
-        )
+    auth = auth_type(plan.auth, owner=owner)
     if mno_profile == MNO_PROFILE_VERIZON and cid == LTE_DEFAULT_BEARER_CID and plan.ppp:
         raise ConfigError(
             "cid 1 is reserved for IMS under the Verizon MNO profile (AT+UMNOPROF=3), which maps "
@@ -214,7 +211,7 @@ def _check_one(plan: PdpPlan, *, mno_profile: int | None) -> None:
             "this session"
         )
     if cid == LTE_DEFAULT_BEARER_CID and plan.ppp:
-        if plan.auth != AuthType.NONE or plan.user or plan.password:
+        if auth != AuthType.NONE or plan.user or plan.password:
             raise ConfigError(
                 "cid 1 is the LTE default EPS bearer, set up at attach, so the host cannot "
                 "authenticate it through PPP (app note §4): remove auth, user and password "
@@ -226,7 +223,7 @@ def _check_one(plan: PdpPlan, *, mno_profile: int | None) -> None:
                 "cannot set it through PPP (app note §4): remove mtu from cid 1 (read it with "
                 "AT+CGCONTRDP=1), or use a cid from 2 to 8"
             )
-    if plan.auth == AuthType.NONE and (plan.user or plan.password):
+    if auth == AuthType.NONE and (plan.user or plan.password):
         raise ConfigError(
             f"{owner} has a user name or password but no authentication type: set auth to PAP "
             "or CHAP, or remove the credentials"

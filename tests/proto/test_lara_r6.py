@@ -130,6 +130,9 @@ BUILDERS: list[tuple[Callable[..., str], tuple[Any, ...], str]] = [
     (r6.uauthreq, (2, 1, "user", "pass"), 'AT+UAUTHREQ=2,1,"user","pass"'),
     (r6.uauthreq, (3, AuthType.CHAP, "u", "p"), 'AT+UAUTHREQ=3,2,"u","p"'),
     (r6.uauthreq, (2, 0, "", ""), 'AT+UAUTHREQ=2,0,"",""'),
+    (r6.uauthreq, (2, "pap", "u", "p"), 'AT+UAUTHREQ=2,1,"u","p"'),
+    (r6.uauthreq, (2, "CHAP", "u", "p"), 'AT+UAUTHREQ=2,2,"u","p"'),
+    (r6.uauthreq, (2, "auto", "u", "p"), 'AT+UAUTHREQ=2,3,"u","p"'),
     (r6.dial, (1,), "ATD*99***1#"),  # app note §4.1
     (r6.dial, (2,), "ATD*99***2#"),
     (r6.uping, ("www.google.com",), 'AT+UPING="www.google.com"'),  # app note §2.4.1
@@ -194,7 +197,9 @@ REFUSED: list[tuple[Callable[..., str], tuple[Any, ...], str]] = [
      'recommends: widen it (e.g. "6000-6049")')),
     (r6.uembpf_set, (6200, 6000), 'is reversed: write it as "6000-6200"'),
     (r6.uembpf_set, (65500, 65536), "outside 1-65535"),
-    (r6.uauthreq, (2, 4, "u", "p"), "authentication type of cid 2 4 is not accepted"),
+    (r6.uauthreq, (2, 4, "u", "p"), "authentication type 4 of cid 2 is unknown: use none (0)"),
+    (r6.uauthreq, (2, "md5", "u", "p"), "authentication type 'md5' of cid 2 is unknown"),
+    (r6.uauthreq, (2, True, "u", "p"), "authentication type True of cid 2 is unknown"),
     (r6.uauthreq, (2, 1, 'us"er', "p"), 'user name "us"er" of cid 2 contains a double quote'),
     (r6.uauthreq, (2, 1, "u" * 65, "p"), "is 65 characters long; the module accepts at most 64"),
     (r6.uauthreq, (2, 1, "u", "p" * 65), "password of cid 2 is 65 characters long"),
@@ -781,6 +786,8 @@ GOOD_PLANS: list[tuple[list[PdpPlan], int | None]] = [
     ([PdpPlan(c, f"apn{c}", ppp=c <= 3) for c in (1, 2, 3, 4, 5)], None),
     ([PdpPlan(8, "a.b.c", auth=AuthType.AUTO, user="u")], None),
     ([PdpPlan(4, "nidd", "NONIP", ppp=False)], None),
+    ([PdpPlan(1, "internet", auth="none"), PdpPlan(2, "b", auth="pap", user="u", password="p")],
+     None),
 ]
 
 
@@ -820,6 +827,9 @@ BAD_PLANS: list[tuple[list[PdpPlan], int | None, str]] = [
      "password of cid 2 contains a line feed"),
     ([PdpPlan(2, "a", auth=7)], None, "authentication type 7 of cid 2 is unknown"),
     ([PdpPlan(2, "a", user="u")], None, "has a user name or password but no authentication"),
+    ([PdpPlan(2, "a", auth="none", password="p")], None, "but no authentication type"),
+    ([PdpPlan(2, "a", auth="kerberos")], None, "authentication type 'kerberos' of cid 2"),
+    ([PdpPlan(1, "a", auth="chap", user="u")], None, "cid 1 is the LTE default EPS bearer"),
     ([PdpPlan(2, "a", "IP", mtu=500)], None, "mtu 500 of cid 2 is outside 576-1500 (RFC 791)"),
     ([PdpPlan(2, "a", "IPV4V6", mtu=1000)], None, "outside 1280-1500"),
     ([PdpPlan(2, "a", mtu=9000)], None, "outside 1280-1500"),
