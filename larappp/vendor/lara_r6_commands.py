@@ -31,6 +31,7 @@ __all__ = [
     "USER_MAX_LEN",
     "AuthType",
     "DefaultIpType",
+    "ath",
     "auth_type",
     "cereg_read",
     "cereg_set",
@@ -41,6 +42,8 @@ __all__ = [
     "cgdcont_delete",
     "cgdcont_read",
     "cgdcont_set",
+    "cgmm",
+    "cgmr",
     "check_apn",
     "check_at_string",
     "check_cid",
@@ -286,6 +289,21 @@ def redact_command(command: str) -> str:
 
 
 # -- builders ------------------------------------------------------------------------------
+
+
+def cgmm() -> str:
+    """AT+CGMM: the model ("LARA-R6401" ...), to check the module is a LARA-R6."""
+    return "AT+CGMM"
+
+
+def cgmr() -> str:
+    """AT+CGMR: the firmware version, worth logging with every module error."""
+    return "AT+CGMR"
+
+
+def ath() -> str:
+    """ATH: in online command mode (after "+++") ends PPP and its context, with AT+CVHU=0 (§4.2)."""
+    return "ATH"
 
 
 def cmee(mode: int) -> str:

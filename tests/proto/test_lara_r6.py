@@ -138,6 +138,9 @@ BUILDERS: list[tuple[Callable[..., str], tuple[Any, ...], str]] = [
     (r6.uping, ("www.google.com",), 'AT+UPING="www.google.com"'),  # app note §2.4.1
     (r6.udnsrn, ("www.google.com",), 'AT+UDNSRN=0,"www.google.com"'),  # app note §2.4.2
     (r6.ulwm2m_disable, (), "AT+ULWM2M=1"),
+    (r6.cgmm, (), "AT+CGMM"),
+    (r6.cgmr, (), "AT+CGMR"),
+    (r6.ath, (), "ATH"),  # app note §4.2
 ]
 
 
