@@ -124,7 +124,7 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
         sup.error = str(exc)
         try:
             await asyncio.shield(sup.stop())
-        except Exception as stop_exc:  # report the first error, keep the second in the log
+        except Exception as stop_exc:  # report the first error, keep the second in the log  # noqa: BLE001 - the first error is the one reported
             log.debug("teardown after failure failed: %s", stop_exc)
         sup.state, sup.error = "failed", str(exc)
         sup.write_state()
@@ -173,7 +173,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except LarapppError as exc:
         _report_child_error(write_fd, exc.exit_code, str(exc))
         code = exc.exit_code
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - any crash is reported to the waiting parent
         traceback.print_exc()
         _report_child_error(write_fd, EXIT_INTERNAL, f"internal error: {exc!r} (see {log_path})")
         code = EXIT_INTERNAL

@@ -137,7 +137,7 @@ def parse_config(text: str, *, source: str = "<config>") -> Config:
     unknown = set(data) - {"modem", "session", "sim"}
     if unknown:
         raise ConfigError(
-            f"{source}: unknown section [{sorted(unknown)[0]}]; the sections are [modem], [[session]] and [sim]"
+            f"{source}: unknown section [{min(unknown)}]; the sections are [modem], [[session]] and [sim]"
         )
     modem = reader.modem(reader.table(data, "modem"))
     sessions_raw = data.get("session", [])
@@ -178,7 +178,7 @@ def _check_cross(config: Config) -> None:
     )
     if config.modem.embpf is not None:
         try:
-            lara_r6.PortRange.parse(config.modem.embpf)
+            lara_r6.check_uembpf_range(lara_r6.PortRange.parse(config.modem.embpf))
         except ConfigError as exc:
             raise ConfigError(f"{src}: modem.embpf: {exc}") from None
 
@@ -236,7 +236,7 @@ class _Reader:
         self._unknown(w, t, set(ModemConfig.__dataclass_fields__) | {"flow_control"})
         d = ModemConfig()
         port = self._get(w, t, "port", str, d.port)
-        if port != SIM_PORT and not (port.startswith("/") or port.startswith("rfc2217://")):
+        if port != SIM_PORT and not (port.startswith(("/", "rfc2217://"))):
             raise ConfigError(
                 f"{self.source}: modem.port = {port!r}: use \"sim\", a device path such as /dev/ttyACM0, "
                 "or rfc2217://host:port"
@@ -293,7 +293,7 @@ class _Reader:
         if mtu is not None and not 576 <= mtu <= 1500:
             raise ConfigError(f"{self.source}: {w}.mtu = {mtu} is out of range 576..1500")
         port = self._get(w, t, "port", str, None)
-        if port is not None and not (port.startswith("/") or port.startswith("rfc2217://")):
+        if port is not None and not (port.startswith(("/", "rfc2217://"))):
             raise ConfigError(f"{self.source}: {w}.port = {port!r}: use a device path or rfc2217://host:port")
         ifname = self._get(w, t, "ifname", str, None)
         if ifname is not None and (not 1 <= len(ifname) <= 15 or not all(c.isalnum() or c in "-_." for c in ifname)):

@@ -180,9 +180,9 @@ class Modem:
                 await self.command(r6.uembpf_set(wanted_range.first, wanted_range.last))
                 reboot_needed = True
         if cfg.default_cid is not None:
-            current = r6.parse_udconf((await self.command(r6.udconf19_read())).lines)
+            udconf19 = r6.parse_udconf((await self.command(r6.udconf19_read())).lines)
             wanted = (19, cfg.default_cid, cfg.default_ip_type)
-            if tuple(current[:3]) != wanted:
+            if tuple(udconf19[:3]) != wanted:
                 # UDCONF=19 takes effect after a reboot (app note §2.3.1).
                 await self.command(r6.udconf19_set(cfg.default_cid, cfg.default_ip_type))
                 reboot_needed = True
@@ -222,7 +222,8 @@ class Modem:
         started = self._clock()
         last_stat = None
         while True:
-            reg = r6.parse_cereg((await self.command(r6.cereg_read())).lines)
+            answer = (await self.command(r6.cereg_read())).lines
+            reg = r6.parse_cereg(next((ln for ln in answer if ln.startswith("+CEREG")), ""))
             last_stat = reg.stat
             if reg.registered:
                 self.status.roaming = reg.roaming
@@ -246,7 +247,7 @@ class Modem:
         assert self.at is not None
         try:
             await self.at.wait_urc(lambda u: u.name in ("+CEREG", "+CREG", "+CGREG"), timeout=timeout)
-        except (ModemTimeout, asyncio.TimeoutError):
+        except (TimeoutError, ModemTimeout):
             pass
 
     async def _read_network_state(self, sessions: Sequence[SessionConfig]) -> None:
@@ -309,7 +310,7 @@ class Modem:
             return False
         enable = decision.action == "enable"
         self._progress(f"{'enabling' if enable else 'disabling'} 464XLAT: {decision.reason}; the module reboots")
-        self._save_xlat_history(history.recorded(decision.action, self._wall_clock()))
+        self._save_xlat_history(history.record(decision.action, self._wall_clock()))
         commands = r6.xlat_switch_commands(enable)
         for cmd in commands[:-1]:
             await self.command(cmd)

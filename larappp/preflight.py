@@ -72,7 +72,7 @@ def check_ports(config: Config, *, fix: bool) -> tuple[bool, str]:
     ephemeral = r6.PortRange(*hostports.read_ephemeral_range())
     reserved_text = hostports.read_reserved_ports()
     bound = [
-        r6.BoundSocket(proto=b.proto, port=b.port, pid=b.pid, process=b.process)
+        r6.BoundSocket(proto=b.proto, port=b.port, pid=b.pid, process_name=b.process)
         for b in hostports.bound_ports(embpf.first, embpf.last)
     ]
     report = r6.check_host_ports(embpf, ephemeral, r6.parse_reserved_ports(reserved_text), bound)
