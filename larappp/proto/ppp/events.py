@@ -1,0 +1,130 @@
+"""What a PppLink reports: frozen dataclasses named in the past tense, never carrying secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from larappp.proto.ppp.ipv6cp import link_local_address
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOpened:
+    """LCP reached Opened: the link carries packets with these agreed parameters."""
+
+    local_mru: int
+    remote_mru: int
+    magic: int
+    pfc: bool
+    acfc: bool
+    auth_by_us: str | None
+    auth_by_peer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSucceeded:
+    """One authentication ended well (`as_authenticator`: we checked the peer)."""
+
+    method: str
+    username: str
+    as_authenticator: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailed:
+    """One authentication failed; the link is being closed."""
+
+    method: str
+    username: str
+    as_authenticator: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IpcpOpened:
+    """IPCP reached Opened: IPv4 packets flow; addresses and DNS as agreed."""
+
+    local: IPv4Address
+    peer: IPv4Address | None
+    dns: tuple[IPv4Address, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv6cpOpened:
+    """IPV6CP reached Opened: IPv6 packets flow; link-local identifiers as agreed."""
+
+    local_iid: bytes
+    peer_iid: bytes | None
+
+    @property
+    def local_link_local(self) -> IPv6Address:
+        """fe80:: with our identifier."""
+        return link_local_address(self.local_iid)
+
+    @property
+    def peer_link_local(self) -> IPv6Address | None:
+        """fe80:: with the peer's identifier, if it proposed one."""
+        return link_local_address(self.peer_iid) if self.peer_iid is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkProtocolClosed:
+    """An NCP (IPCP, IPV6CP) left Opened or gave up before reaching it."""
+
+    protocol: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolRejected:
+    """The peer sent a Protocol-Reject for one of our protocols; we stopped using it."""
+
+    protocol: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PacketReceived:
+    """An IP packet arrived (`family` 4 or 6)."""
+
+    family: int
+    packet: bytes
+
+    def __repr__(self) -> str:
+        return f"PacketReceived(family={self.family}, {len(self.packet)} octets)"
+
+
+@dataclass(frozen=True, slots=True)
+class EchoTimedOut:
+    """The peer answered none of `unanswered` LCP Echo-Requests; the link is being closed."""
+
+    unanswered: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkWentDown:
+    """LCP left Opened to renegotiate (the peer sent a new Configure-Request)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTerminated:
+    """The link is finished (LCP This-Layer-Finished); the line can be hung up."""
+
+    reason: str
+
+
+LinkEvent = (
+    LinkOpened
+    | AuthSucceeded
+    | AuthFailed
+    | IpcpOpened
+    | Ipv6cpOpened
+    | NetworkProtocolClosed
+    | ProtocolRejected
+    | PacketReceived
+    | EchoTimedOut
+    | LinkWentDown
+    | LinkTerminated
+)
