@@ -1,1 +1,141 @@
-"""sim package."""
+"""The LARA-R6 simulator: larappp's embedded default target.
+
+One simulated module (larappp.sim.module, sans-IO) with several AT ports, each published
+as a pty with a stable path and, optionally, as an RFC 2217 server. It is the module
+side only and does not use larappp's host code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from typing import Self
+
+from larappp.sim.data import DataSession, DataSessionFactory, DiscardDataSession
+from larappp.sim.module import Module
+from larappp.sim.ports import PtyPortServer, Rfc2217PortServer
+from larappp.sim.runner import ModuleDriver
+from larappp.sim.scenario import Scenario
+
+__all__ = [
+    "DEFAULT_PTY_DIR",
+    "DataSession",
+    "DiscardDataSession",
+    "Module",
+    "Scenario",
+    "Simulator",
+    "run_simulator",
+]
+
+DEFAULT_PTY_DIR = "/run/larappp-sim"
+LINK_NAME = "ttyLARA{index}"
+
+
+class Simulator:
+    """One simulated LARA-R6 whose ports are ptys (stable symlinks) and/or RFC 2217 servers."""
+
+    def __init__(
+        self,
+        scenario: Scenario | None = None,
+        *,
+        ports: int = 3,
+        pty_dir: str | None = DEFAULT_PTY_DIR,
+        rfc2217_base_port: int | None = None,
+        host: str = "127.0.0.1",
+        session_factory: DataSessionFactory = DiscardDataSession,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        """`rfc2217_base_port`: None for no RFC 2217, 0 for free ports, N for N, N+1, ..."""
+        self.scenario = scenario or Scenario()
+        self.module = Module(self.scenario, ports=ports, session_factory=session_factory)
+        self.ports = ports
+        self.pty_dir = pty_dir
+        self.rfc2217_base_port = rfc2217_base_port
+        self.host = host
+        self.log = log
+        self.driver: ModuleDriver | None = None
+        self.pty_servers: list[PtyPortServer] = []
+        self.rfc2217_servers: list[Rfc2217PortServer] = []
+
+    @property
+    def pty_paths(self) -> list[str]:
+        """The stable paths of the ports (symlinks to the current /dev/pts/N)."""
+        return [server.path for server in self.pty_servers]
+
+    @property
+    def rfc2217_urls(self) -> list[str]:
+        return [server.url for server in self.rfc2217_servers]
+
+    def describe(self) -> list[str]:
+        """One line per port: "port 0: pty /run/larappp-sim/ttyLARA0 rfc2217://127.0.0.1:7000"."""
+        lines = []
+        for index in range(self.ports):
+            parts = [f"port {index}:"]
+            if self.pty_servers:
+                parts.append(f"pty {self.pty_servers[index].path}")
+            if self.rfc2217_servers:
+                parts.append(self.rfc2217_servers[index].url)
+            lines.append(" ".join(parts))
+        return lines
+
+    async def start(self) -> None:
+        """Boot the module and publish its ports; PortError naming what to change on failure."""
+        self.driver = ModuleDriver(self.module, log=self.log)
+        self.driver.power_on()
+        try:
+            if self.pty_dir is not None:
+                for index in range(self.ports):
+                    link = os.path.join(self.pty_dir, LINK_NAME.format(index=index))
+                    pty_server = PtyPortServer(self.driver, index, link)
+                    await pty_server.start()
+                    self.pty_servers.append(pty_server)
+            if self.rfc2217_base_port is not None:
+                for index in range(self.ports):
+                    tcp_port = self.rfc2217_base_port + index if self.rfc2217_base_port else 0
+                    rfc_server = Rfc2217PortServer(self.driver, index, host=self.host, tcp_port=tcp_port)
+                    await rfc_server.start()
+                    self.rfc2217_servers.append(rfc_server)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Unpublish every port (ptys closed, symlinks removed, sockets closed) and power off."""
+        for rfc_server in self.rfc2217_servers:
+            await rfc_server.stop()
+        for pty_server in self.pty_servers:
+            await pty_server.stop()
+        if self.driver is not None:
+            self.driver.close()
+        if self.pty_dir is not None and self.pty_servers:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.pty_dir)  # only when empty
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def run_simulator(
+    scenario: Scenario,
+    *,
+    pty_dir: str | None,
+    rfc2217_base_port: int | None,
+    ports: int = 3,
+    announce: Callable[[str], None],
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """Run a simulator until cancelled, announcing one line per port once it is up."""
+    simulator = Simulator(scenario, ports=ports, pty_dir=pty_dir, rfc2217_base_port=rfc2217_base_port, log=log)
+    await simulator.start()
+    try:
+        for line in simulator.describe():
+            announce(line)
+        await asyncio.Event().wait()
+    finally:
+        await simulator.stop()

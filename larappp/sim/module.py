@@ -292,6 +292,18 @@ class Module:
         self._now = now
         self._boot(now, announce=False)
 
+    def power_off(self, now: float) -> None:
+        """Stop the module for good (the simulator stops): calls end, nothing runs any more."""
+        self._now = max(self._now, now)
+        for p in self.ports:
+            if p.call is not None:
+                self._end_call(p, "power-off", now, result=None, deactivate=False)
+            p.out.clear()
+        self.state = "off"
+        self._shutdown_due = self._boot_due = None
+        self.ram.registration_due = None
+        self._scheduled.clear()
+
     def receive_data(self, port: int, data: bytes, now: float) -> None:
         """Bytes the DTE wrote to `port` at `now`."""
         self._advance(now)
