@@ -5,14 +5,23 @@ read returns one bare IPv4 or IPv6 packet and every write injects one. The inter
 lives in the network namespace of the thread that opens it and disappears when its fd
 is closed, so a crashed larappp leaves no interface behind (FACTS.md, Kernel).
 
-IPv6 on the TUN, measured by tests/pairs/test_tun_kernel_slaac.py: with
-`addr_gen_mode=1` (no kernel link-local), `accept_ra=2` and fe80::<host IID>/64 added
-by hand, the kernel itself sends Router Solicitations into the TUN, and an RA written
-into the TUN fd makes it add <prefix>:<host IID>/64 (the IID comes from the link-local,
-app note §4.1.2) and `default via fe80::<router> mtu <RA MTU>`; it ignores RDNSS. So the
-engine can let the kernel do SLAAC and read DNS servers from the RA itself, or set
-`accept_ra=0` and install what `larappp.proto.ipv6.slaac.SlaacClient` reports; both work
-on this kernel. TUN devices are IFF_NOARP, so the kernel skips DAD on them.
+IPv6 on the TUN, measured by tests/pairs/test_tun_kernel_slaac.py (Debian 12 kernel):
+- With `addr_gen_mode=1` (no kernel link-local), `accept_ra=2` and fe80::<host IID>/64
+  added by hand, the kernel sends Router Solicitations into the TUN itself, and an RA
+  written into the TUN fd makes it add <prefix>:<host IID>/64 (IID taken from the
+  link-local, app note §4.1.2) and `default via fe80::<router> proto ra mtu <RA MTU>`
+  at once. It ignores RDNSS: DNS servers always come from user space.
+- With `accept_ra=0` the kernel ignores the RA, and the address and route that
+  `SlaacClient` reports, installed through `larappp.transport.netlink`, come out the
+  same and are removed exactly by the ledger.
+- The kernel's first RS after link-up is lost about every other time (the TUN counts
+  it in tx_dropped: the kernel drops its own packets for a moment after link-up), and
+  the retry follows router_solicitation_interval (4 s) later.
+- TUN devices are IFF_NOARP, so the kernel does no DAD on them.
+Advice for the engine: always run `SlaacClient` (its RS go over PPP on a schedule we
+control; it gives RaTimedOut, lifetimes and RDNSS). Then either let the kernel install
+(accept_ra=2, router_solicitations=0, write every RA into the TUN) or install from the
+client's events (accept_ra=0); both work here.
 """
 
 from __future__ import annotations
