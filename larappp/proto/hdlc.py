@@ -32,6 +32,9 @@ def _reflect16(value: int) -> int:
     return (_REFLECT[value & 0xFF] << 8) | _REFLECT[value >> 8]
 
 
+_GOOD_REFLECTED = _reflect16(FCS_GOOD)
+
+
 def fcs16(data: bytes, fcs: int = FCS_INITIAL) -> int:
     """The running FCS-16 of RFC 1662 §C.2 (`pppfcs16`): not complemented.
 
@@ -43,7 +46,15 @@ def fcs16(data: bytes, fcs: int = FCS_INITIAL) -> int:
 
 def append_fcs(frame: bytes) -> bytes:
     """`frame` followed by its complemented FCS-16, least significant octet first (§C.2)."""
-    return frame + (fcs16(frame) ^ 0xFFFF).to_bytes(2, "little")
+    # reflecting the 16-bit CRC and sending it LSB first is sending it MSB first with each
+    # octet reflected: one translate instead of two table look-ups per frame
+    crc = binascii.crc_hqx(frame.translate(_REFLECT), FCS_INITIAL)
+    return frame + (crc ^ 0xFFFF).to_bytes(2, "big").translate(_REFLECT)
+
+
+def fcs_is_good(frame: bytes) -> bool:
+    """Whether a received frame, FCS included, has the good residue (RFC 1662 §C.2)."""
+    return binascii.crc_hqx(frame.translate(_REFLECT), FCS_INITIAL) == _GOOD_REFLECTED
 
 
 def accm_characters(accm: int) -> bytes:
@@ -176,7 +187,7 @@ class HdlcDecoder:
         if length > self.max_frame_length:
             self.too_long += 1
             return
-        if fcs16(piece) != FCS_GOOD:
+        if binascii.crc_hqx(piece.translate(_REFLECT), FCS_INITIAL) != _GOOD_REFLECTED:
             self.bad_fcs += 1
             return
         self.frames += 1

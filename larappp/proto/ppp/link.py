@@ -484,7 +484,7 @@ class PppLink:
             self._ncp_reported[key] = False
             if ncp is self._ipcp:
                 assert self._ipcp is not None
-                if self._ipcp.local_address == UNSPECIFIED:
+                if self.role == "host" and self._ipcp.local_address == UNSPECIFIED:
                     reason = "IPCP: the peer did not give us an IPv4 address"
                     self._deferred.append(lambda when: self._ipcp_close(when, reason))
                     return
