@@ -265,14 +265,15 @@ class PtyPortServer:
         if self._poll is not None:
             self._poll.cancel()
             self._poll = None
+        # The path goes first, so a DTE that sees the port fail finds no path to reopen.
+        with contextlib.suppress(OSError):
+            if os.readlink(self.link_path) == self.device:
+                os.unlink(self.link_path)
         master, self._master = self._master, None
         if master is not None:
             self._loop.remove_reader(master)
             self._loop.remove_writer(master)
             os.close(master)
-        with contextlib.suppress(OSError):
-            if os.readlink(self.link_path) == self.device:
-                os.unlink(self.link_path)
         self._present = False
         self._backlog.clear()
         self._set_dtr(False)
