@@ -101,7 +101,8 @@ class Rfc2217Pipe(Pipe):
         try:
             await loop.run_in_executor(executor, ser.open)
         except (serial.SerialException, OSError) as exc:
-            executor.shutdown(wait=False)
+            # the worker is idle once open() failed: wait so no thread outlives the pipe
+            await asyncio.to_thread(executor.shutdown, True)
             raise PortError(self._open_failure(exc)) from exc
         except BaseException:
             # cancelled while pyserial connects: close once open() returns, on the same thread
