@@ -58,6 +58,7 @@ class Simulator:
         self.driver: ModuleDriver | None = None
         self.pty_servers: list[PtyPortServer] = []
         self.rfc2217_servers: list[Rfc2217PortServer] = []
+        self._made_pty_dir = False
 
     @property
     def pty_paths(self) -> list[str]:
@@ -86,6 +87,7 @@ class Simulator:
         self.driver.power_on()
         try:
             if self.pty_dir is not None:
+                self._made_pty_dir = not os.path.isdir(self.pty_dir)
                 for index in range(self.ports):
                     link = os.path.join(self.pty_dir, LINK_NAME.format(index=index))
                     pty_server = PtyPortServer(self.driver, index, link)
@@ -109,9 +111,12 @@ class Simulator:
             await pty_server.stop()
         if self.driver is not None:
             self.driver.close()
-        if self.pty_dir is not None and self.pty_servers:
+        self.pty_servers.clear()
+        self.rfc2217_servers.clear()
+        if self.pty_dir is not None and self._made_pty_dir:
+            self._made_pty_dir = False
             with contextlib.suppress(OSError):
-                os.rmdir(self.pty_dir)  # only when empty
+                os.rmdir(self.pty_dir)  # ours, and only when empty
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -642,3 +642,30 @@ def test_garbage_and_noise_are_seeded() -> None:
     assert not out_a.startswith("\r\nOK")
     assert a.module.counters["garbage"] == 1
     assert a.module.counters["noise_urcs"] == 1
+
+
+# -- layering ------------------------------------------------------------------------------------
+def test_sim_uses_no_host_code_and_model_is_sans_io() -> None:
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, larappp.sim, larappp.sim.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith('larappp.') "
+        "and not m.startswith('larappp.sim') and m != 'larappp.errors'))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "[]"
+    sim_dir = root / "larappp" / "sim"
+    for name in ("module.py", "escape.py", "atcmd.py", "data.py", "scenario.py"):
+        tree = ast.parse((sim_dir / name).read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        } | {
+            (node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        }
+        assert not imported & {"asyncio", "os", "socket", "termios", "time", "serial"}, name

@@ -356,7 +356,7 @@ def test_cli_announces_ports_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
         [sys.executable, "-c", "import sys; from larappp.sim.cli import sim_main; sys.exit(sim_main(sys.argv[1:]))",
          "--pty-dir", str(pty_dir), "--rfc2217-port", "0", "--ports", "2", "--scenario", "roaming",
          "--registration-delay", "0.05"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
     )
     try:
         assert proc.stdout is not None
