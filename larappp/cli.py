@@ -309,13 +309,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else 1
 
 
-# --- sim -------------------------------------------------------------------------------------
-def cmd_sim(args: argparse.Namespace) -> int:
-    from larappp.sim.cli import sim_main
-
-    return sim_main(args.sim_args)
-
-
 # --- main ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="larappp", description="PPP dial-up for u-blox LARA-R6 modules")
@@ -342,13 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
 
-    sim = sub.add_parser("sim", help="run the LARA-R6 simulator and print where it listens", add_help=False)
-    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
-    sim.set_defaults(func=cmd_sim)
+    # `larappp sim ...` is dispatched before parsing (see main); listed here for --help.
+    sub.add_parser("sim", help="run the LARA-R6 simulator and print where it listens (larappp sim --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "sim":
+        # The simulator has its own options; argparse's REMAINDER would not pass "--x" through.
+        from larappp.sim.cli import sim_main
+
+        return sim_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("config", "verbose"):
