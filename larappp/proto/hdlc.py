@@ -172,26 +172,48 @@ class HdlcDecoder:
 
     def _decode(self, piece: bytes, frames: list[bytes]) -> None:
         if self._delete:
-            piece = piece.translate(None, self._delete)
-        if _ESCAPE_BYTE in piece:
-            unstuffed = _unstuff(piece)
-            if unstuffed is None:
-                self.aborted += 1
-                return
-            piece = unstuffed
-        length = len(piece)
-        if length < MIN_FRAME_LENGTH:
-            if length:
-                self.too_short += 1
-            return
-        if length > self.max_frame_length:
+            stripped = piece.translate(None, self._delete)
+            if len(stripped) != len(piece):
+                good = _check(stripped, self.max_frame_length)
+                if isinstance(good, bytes):
+                    self.frames += 1
+                    frames.append(good)
+                    return
+                # Not good without them: the control characters may be data from a sender
+                # that already uses the smaller ACCM LCP just agreed (frames in flight when
+                # we switch). The FCS decides, as with any frame.
+        result = _check(piece, self.max_frame_length)
+        if isinstance(result, bytes):
+            self.frames += 1
+            frames.append(result)
+        elif result is _ABORTED:
+            self.aborted += 1
+        elif result is _TOO_SHORT:
+            self.too_short += 1
+        elif result is _TOO_LONG:
             self.too_long += 1
-            return
-        if binascii.crc_hqx(piece.translate(_REFLECT), FCS_INITIAL) != _GOOD_REFLECTED:
+        elif result is _BAD_FCS:
             self.bad_fcs += 1
-            return
-        self.frames += 1
-        frames.append(piece[:-2])
+
+
+_ABORTED, _TOO_SHORT, _TOO_LONG, _BAD_FCS, _EMPTY = range(5)
+
+
+def _check(piece: bytes, max_frame_length: int) -> bytes | int:
+    """The frame without its FCS if `piece` is a good one, else why not."""
+    if _ESCAPE_BYTE in piece:
+        unstuffed = _unstuff(piece)
+        if unstuffed is None:
+            return _ABORTED
+        piece = unstuffed
+    length = len(piece)
+    if length < MIN_FRAME_LENGTH:
+        return _TOO_SHORT if length else _EMPTY
+    if length > max_frame_length:
+        return _TOO_LONG
+    if binascii.crc_hqx(piece.translate(_REFLECT), FCS_INITIAL) != _GOOD_REFLECTED:
+        return _BAD_FCS
+    return piece[:-2]
 
 
 def _unstuff(piece: bytes) -> bytes | None:

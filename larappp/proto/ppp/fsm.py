@@ -378,10 +378,10 @@ class ControlProtocol(Generic[S]):
                 self._naks_received = 0
             identifier = self._next_identifier()
             self._request_identifier = identifier
-            self._answer_seen = False
             self._request_packet = control_packet(
                 CONFIGURE_REQUEST, identifier, self.options.build_request()
             )
+        self._answer_seen = False  # this transmission may be answered (pppd's seen_ack)
         self.owner.send_control(self.protocol, self._request_packet)
         self._restart_counter -= 1
         self._deadline = now + self.restart_interval

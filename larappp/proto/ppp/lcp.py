@@ -293,7 +293,7 @@ class Lcp(ControlProtocol[LcpNegotiation]):
         self._echo_unanswered = 0
         self._echo_identifier = 0
         self._echo_enabled = config.echo_interval is not None
-        self._echo_request: tuple[int, bytes] = (0, b"")
+        self._echo_request: tuple[int, bytes] | None = None
         #: Echo-Replies received (keepalive statistics)
         self.echo_replies = 0
 
@@ -403,6 +403,7 @@ class Lcp(ControlProtocol[LcpNegotiation]):
             )
 
     def receive_other_code(self, code: int, identifier: int, data: bytes, now: float) -> Event:
+        self._echo_request = None  # RXR covers three codes; only an Echo-Request gets a reply
         if code == PROTOCOL_REJECT:
             if len(data) < 2:
                 return Event.RXR  # too short to name a protocol: nothing to act on
@@ -433,7 +434,10 @@ class Lcp(ControlProtocol[LcpNegotiation]):
         return 1 <= rejected_code <= CODE_REJECT
 
     def send_echo_reply(self, now: float) -> None:
+        if self._echo_request is None:
+            return
         identifier, data = self._echo_request
+        self._echo_request = None
         self.owner.send_control(
             self.protocol,
             control_packet(ECHO_REPLY, identifier, self.magic.to_bytes(4, "big") + data[4:]),
