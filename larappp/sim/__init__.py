@@ -13,8 +13,9 @@ import os
 from collections.abc import Callable
 from typing import Self
 
+from larappp.errors import ConfigError
 from larappp.sim.data import DataSession, DataSessionFactory, DiscardDataSession
-from larappp.sim.module import Module
+from larappp.sim.module import Module, Nvm
 from larappp.sim.ports import PtyPortServer, Rfc2217PortServer
 from larappp.sim.runner import ModuleDriver
 from larappp.sim.scenario import Scenario
@@ -46,10 +47,21 @@ class Simulator:
         host: str = "127.0.0.1",
         session_factory: DataSessionFactory = DiscardDataSession,
         log: Callable[[str], None] | None = None,
+        nvm_path: str | None = None,
     ) -> None:
-        """`rfc2217_base_port`: None for no RFC 2217, 0 for free ports, N for N, N+1, ..."""
+        """`rfc2217_base_port`: None for no RFC 2217, 0 for free ports, N for N, N+1, ...
+
+        `nvm_path`: a JSON file holding the module's NVM across simulator runs (power cycles).
+        """
         self.scenario = scenario or Scenario()
         self.module = Module(self.scenario, ports=ports, session_factory=session_factory)
+        self.nvm_path = nvm_path
+        if nvm_path is not None and os.path.exists(nvm_path):
+            try:
+                with open(nvm_path, encoding="utf-8") as f:
+                    self.module.nvm = Nvm.from_json(f.read())
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"simulator NVM file {nvm_path} is unreadable ({exc}): delete it") from None
         self.ports = ports
         self.pty_dir = pty_dir
         self.rfc2217_base_port = rfc2217_base_port
@@ -111,6 +123,11 @@ class Simulator:
             await pty_server.stop()
         if self.driver is not None:
             self.driver.close()
+        if self.nvm_path is not None:
+            tmp = self.nvm_path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:  # noqa: ASYNC230 - a few hundred bytes at shutdown
+                f.write(self.module.nvm.to_json())
+            os.replace(tmp, self.nvm_path)
         self.pty_servers.clear()
         self.rfc2217_servers.clear()
         if self.pty_dir is not None and self._made_pty_dir:
@@ -134,9 +151,11 @@ async def run_simulator(
     ports: int = 3,
     announce: Callable[[str], None],
     log: Callable[[str], None] | None = None,
+    nvm_path: str | None = None,
 ) -> None:
     """Run a simulator until cancelled, announcing one line per port once it is up."""
-    simulator = Simulator(scenario, ports=ports, pty_dir=pty_dir, rfc2217_base_port=rfc2217_base_port, log=log)
+    simulator = Simulator(scenario, ports=ports, pty_dir=pty_dir, rfc2217_base_port=rfc2217_base_port, log=log,
+                          nvm_path=nvm_path)
     await simulator.start()
     try:
         for line in simulator.describe():

@@ -13,6 +13,7 @@ silent the choice made is written next to the code.
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 import zlib
 from collections import Counter, deque
@@ -143,6 +144,37 @@ class Nvm:
     #: AT+ULWM2M: 0 LwM2M client enabled, 1 disabled.
     lwm2m: int = 0
     udconf: dict[int, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The NVM as JSON, so a simulator restart (a power cycle) keeps it."""
+        return json.dumps(
+            {
+                "mno_profile": self.mno_profile,
+                "contexts": {str(c): [d.pdp_type, d.apn] for c, d in self.contexts.items()},
+                "auth": {str(c): [a.auth_type, a.user, a.password] for c, a in self.auth.items()},
+                "embpf": list(self.embpf) if self.embpf else None,
+                "default_context": list(self.default_context),
+                "xlat": self.xlat,
+                "lwm2m": self.lwm2m,
+                "udconf": {str(k): v for k, v in self.udconf.items()},
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Nvm:
+        data = json.loads(text)
+        embpf = data.get("embpf")
+        default_context = data.get("default_context", [1, 0])
+        return cls(
+            mno_profile=int(data["mno_profile"]),
+            contexts={int(c): PdpDefinition(t, a) for c, (t, a) in data.get("contexts", {}).items()},
+            auth={int(c): AuthSetting(int(t), u, p) for c, (t, u, p) in data.get("auth", {}).items()},
+            embpf=(int(embpf[0]), int(embpf[1])) if embpf else None,
+            default_context=(int(default_context[0]), int(default_context[1])),
+            xlat=int(data.get("xlat", 0)),
+            lwm2m=int(data.get("lwm2m", 0)),
+            udconf={int(k): str(v) for k, v in data.get("udconf", {}).items()},
+        )
 
 
 @dataclass
