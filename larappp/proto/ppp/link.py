@@ -452,15 +452,14 @@ class PppLink:
             self._reset_framing()
             self._auth = []
             self._auth_reported = set()
-            reason = lcp.reason or "LCP: the peer renegotiated the link"
-            for ncp in self._ncps:
-                if ncp.state not in (State.INITIAL, State.STARTING):
-                    ncp.down(now, "LCP went down")
             if lcp.state in (State.CLOSING, State.STOPPING):
                 self._phase = Phase.TERMINATE
             else:
                 self._phase = Phase.ESTABLISH
-                self._events.append(LinkWentDown(reason))
+                self._events.append(LinkWentDown("LCP: the peer renegotiated the link"))
+            for ncp in self._ncps:
+                if ncp.state not in (State.INITIAL, State.STARTING):
+                    ncp.down(now, "LCP went down")
         elif signal is LayerSignal.FINISHED:
             self._finish(lcp.reason or "LCP finished")
 
