@@ -256,6 +256,15 @@ def test_receive_accm_drops_unescaped_control_characters() -> None:
     assert decoder.receive_data(with_xon) == [frame]
 
 
+def test_frames_in_flight_across_an_accm_switch_still_decode() -> None:
+    # LCP just opened: the peer already sends with ACCM 0 (raw control characters) while
+    # our decoder still has the default ACCM. The FCS shows those characters are data.
+    frame = b"\xff\x03\xc0\x23\x01\x01\x00\x06\x00\x00"
+    decoder = HdlcDecoder(DEFAULT_ACCM)
+    assert decoder.receive_data(HdlcEncoder(0).encode(frame)) == [frame]
+    assert decoder.bad_fcs == 0
+
+
 def test_decoder_rejects_silly_limits() -> None:
     with pytest.raises(ValueError):
         HdlcDecoder(0, max_frame_length=2)
