@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,13 @@ def _lock_runtime(config: Config) -> int:
 async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None) -> int:
     from larappp.supervisor import Supervisor, sd_notify
 
-    progress = _Progress(sys.stderr, quiet=args.quiet)
+    progress: Callable[[str], None]
+    if ready_fd is not None:
+        # Detached: progress goes to the waiting parent, which owns the terminal.
+        def progress(message: str) -> None:
+            _send_to_parent(ready_fd, "PROGRESS " + message.replace("\n", " "))
+    else:
+        progress = _Progress(sys.stderr, quiet=args.quiet)
     trace = (lambda line: _stderr(f"AT {line}")) if args.verbose else None
     sup = Supervisor(config, progress=progress, trace=trace)
     try:
@@ -131,8 +138,8 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
         raise
     summary = json.dumps(sup.snapshot())
     if ready_fd is not None:
-        os.write(ready_fd, b"READY " + summary.encode() + b"\n")
-        os.close(ready_fd)
+        # Kept open: later progress lines meet a closed pipe (EPIPE, ignored), never a reused fd.
+        _send_to_parent(ready_fd, "READY " + summary)
     else:
         _print_status(sup.snapshot(), as_json=False, stream=sys.stderr)
     sd_notify("READY=1\nSTATUS=" + ", ".join(f"cid {s.config.cid} {s.state.state}" for s in sup.sessions))
@@ -155,7 +162,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if pid > 0:
         os.close(write_fd)
         os.close(lock_fd)
-        return _wait_ready(read_fd, pid, config)
+        return _wait_ready(read_fd, pid, config, args.quiet)
     # Child: detach, log to the runtime dir, report readiness through the pipe.
     os.close(read_fd)
     os.setsid()
@@ -183,24 +190,27 @@ def cmd_up(args: argparse.Namespace) -> int:
         os._exit(code)
 
 
-def _report_child_error(fd: int, code: int, message: str) -> None:
+def _send_to_parent(fd: int, line: str) -> None:
     try:
-        os.write(fd, f"ERROR {code} {message}\n".encode())
+        os.write(fd, line.encode() + b"\n")
     except OSError:
-        pass
+        pass  # the parent is gone (killed, or it stopped waiting): the log still has it
 
 
-def _wait_ready(read_fd: int, pid: int, config: Config) -> int:
-    chunks = []
-    while True:
-        chunk = os.read(read_fd, 65536)
-        if not chunk:
+def _report_child_error(fd: int, code: int, message: str) -> None:
+    _send_to_parent(fd, f"ERROR {code} {message}")
+
+
+def _wait_ready(read_fd: int, pid: int, config: Config, quiet: bool) -> int:
+    progress = _Progress(sys.stderr, quiet=quiet)
+    line = ""
+    with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as reader:
+        for raw in reader:
+            line = raw.strip()
+            if line.startswith("PROGRESS "):
+                progress(line[len("PROGRESS "):])
+                continue
             break
-        chunks.append(chunk)
-        if chunk.endswith(b"\n"):
-            break
-    os.close(read_fd)
-    line = b"".join(chunks).decode(errors="replace").strip()
     if line.startswith("READY "):
         snapshot = json.loads(line[6:])
         _print_status(snapshot, as_json=False, stream=sys.stdout)
