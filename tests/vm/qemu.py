@@ -9,7 +9,13 @@ as QEMU has made it (QEMU drops what the guest sends while no one is connected) 
 hands out as a larappp `Pipe` or as asyncio streams. A writable 9p share (the guest's
 `/share`) brings files back. Facts behind every choice here: shared/REAL-PPPD-VM.md.
 
+Bytes the host writes before the guest's pppd has opened ttyS1 are partly lost (the
+8250 driver clears the UART FIFO when the port is probed and opened) and partly
+delivered late, all at once: let pppd speak first, or rely on retransmission. pppd
+drops IP packets until its ip-up hook ran: wait for `vm.wait_for_share("ip-up.txt")`.
+
 One VM at a time (each takes a host core; a lock file serialises concurrent sessions).
+`LARAPPP_VM_KEEP=1` keeps each VM's temporary folder (console, share) for debugging.
 """
 
 from __future__ import annotations
@@ -340,7 +346,9 @@ class PppdVm:
         return self
 
     def _boot(self, artifacts: VmArtifacts) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="larappp-vm-"))
+        # The serial socket's path must fit in sun_path (108 bytes) whatever TMPDIR is.
+        base = None if len(tempfile.gettempdir()) < 60 else "/tmp"
+        self.workdir = Path(tempfile.mkdtemp(prefix="larappp-vm-", dir=base))
         self.share.mkdir()
         (self.share / "guest.sh").write_text(self.guest_script)
         append = f"console=ttyS0 quiet panic=-1 {self.extra_append}".strip()

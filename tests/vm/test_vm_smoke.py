@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import time
 from collections.abc import Callable
@@ -146,3 +147,14 @@ def test_large_echo_crosses_link(pppd_vm: Callable[..., PppdVm], size: int) -> N
     with pppd_vm(script) as vm:
         asyncio.run(session(vm))
         assert vm.wait(30) in (PPPD_EXIT_OK, PPPD_EXIT_HANGUP)
+
+
+def test_guest_command_on_kernel_command_line(pppd_vm: Callable[..., PppdVm]) -> None:
+    """init runs a command given as larappp.b64= in preference to the share's guest.sh."""
+    command = "uname -r >/share/kernel.txt; test -c /dev/ppp && grep -q ppp_async /proc/modules"
+    encoded = base64.b64encode(command.encode()).decode()
+    with pppd_vm("exit 3", extra_append=f"larappp.b64={encoded}") as vm:
+        status = vm.wait(30)
+    assert status == 0
+    assert vm.artifacts is not None
+    assert (vm.read_share("kernel.txt") or "").strip() == vm.artifacts.kernel_version
