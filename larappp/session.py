@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from larappp.config import SessionConfig
 from larappp.engine.at import AtRunner
+from larappp.engine.ppp_builtin import BuiltinPppEngine, EngineOptions
 from larappp.errors import LarapppError
 from larappp.transport.pipe import Pipe
 from larappp.vendor import lara_r6 as r6
@@ -20,6 +21,17 @@ PipeFactory = Callable[[], Awaitable[Pipe]]
 
 # "+++" is only recognised after a silence; the app note's hosts wait 2 s (app note §9.1.4).
 ESCAPE_GUARD_S = 2.0
+
+
+@dataclass(frozen=True)
+class PppSettings:
+    """What the session needs to run PPP, beyond its config: decided at bring-up."""
+
+    families: tuple[int, ...]
+    mru: int = 1500
+    dns_dir: str = "/run/larappp/resolv.conf.d"
+    up_timeout: float = 40.0
+    rs_interval: float = 4.0
 
 
 @dataclass
@@ -57,8 +69,10 @@ class Session:
         secrets: Sequence[str] = (),
         command_timeout: float = 10.0,
         escape_guard: float = ESCAPE_GUARD_S,
+        ppp: PppSettings | None = None,
     ) -> None:
         self.config = config
+        self.ppp_settings = ppp
         self._open_pipe = open_pipe
         self._trace = trace
         self._secrets = list(secrets)
@@ -67,6 +81,7 @@ class Session:
         self.pipe: Pipe | None = None
         self.at: AtRunner | None = None
         self.leftover = b""
+        self.engine: BuiltinPppEngine | None = None
         self.state = SessionState(name=config.name, cid=config.cid, apn=config.apn, port=port_name)
 
     async def dial(self) -> None:
@@ -82,19 +97,73 @@ class Session:
         self.state.connect_text = result.text
         self.state.since = time.time()
 
+    async def start_ppp(self, notes: Callable[[str], None] | None = None) -> None:
+        """Run PPP over the dialled port until the configured families are usable."""
+        assert self.pipe is not None and self.ppp_settings is not None
+        settings = self.ppp_settings
+        cfg = self.config
+        self.state.state = "negotiating"
+        self.engine = BuiltinPppEngine(
+            self.pipe,
+            EngineOptions(
+                ifname=cfg.name,
+                families=settings.families,
+                username=cfg.user,
+                password=cfg.password,
+                auth=cfg.auth,
+                mru=settings.mru,
+                default_route=cfg.default_route,
+                metric=cfg.metric,
+                dns_mode=cfg.dns,
+                dns_dir=settings.dns_dir,
+                rs_interval=settings.rs_interval,
+            ),
+            leftover=self.leftover,
+            on_event=notes,
+        )
+        self.leftover = b""
+        await self.engine.start()
+        await self.engine.wait_up(settings.up_timeout)
+        self.state.state = "up"
+        self.state.details = self.engine.status()
+
+    def refresh(self) -> None:
+        """Update what `status` shows from the running engine."""
+        if self.engine is not None:
+            self.state.details = self.engine.status()
+            if self.engine.terminated.is_set() and self.state.state == "up":
+                self.state.state = "failed"
+                self.state.error = f"PPP ended: {self.engine.reason}"
+
+    async def _stop_engine(self) -> None:
+        if self.engine is not None:
+            failures = await self.engine.stop()
+            if failures:
+                self.state.error = "; ".join(failures)
+            self.engine = None
+
     async def hang_up(self) -> None:
         """End the call by the configured method; the port is back in command mode after."""
         method = self.config.teardown
-        if self.pipe is None or self.at is None or self.state.state not in ("connected", "up"):
+        if self.pipe is None or self.at is None or self.state.state not in ("connected", "negotiating", "up", "failed"):
+            await self._stop_engine()
             await self.close()
             return
         self.state.state = "hanging-up"
         try:
-            if method in ("escape", "ath", "lcp"):
-                # Without a PPP engine an LCP Terminate cannot be sent: fall back to "+++" + ATH.
+            if method == "lcp" and self.engine is not None and not self.engine.terminated.is_set():
+                # LCP Terminate-Request ends PPP; the module answers NO CARRIER (app note §4.2).
+                await self.engine.terminate()
+                await self._stop_engine()
+                await self.at.resume()
+                await self._expect_no_carrier()
+            elif method in ("escape", "ath", "lcp"):
+                # "+++" (app note §9.1.4) then ATH, which with AT+CVHU=0 ends the call (§4.2).
+                await self._stop_engine()
                 await self.at.escape(guard=self._escape_guard, timeout=self._command_timeout)
                 await self.at.command(r6.ath(), timeout=self._command_timeout)
             elif method == "dtr":
+                await self._stop_engine()
                 await self._drop_dtr()
             await self.at.command("AT", timeout=self._command_timeout)
             self.state.state = "down"
@@ -122,7 +191,15 @@ class Session:
         finally:
             await hangup
 
+    async def _expect_no_carrier(self) -> None:
+        assert self.at is not None
+        try:
+            await self.at.wait_urc(lambda u: u.name == "NO CARRIER", timeout=2.0, what="NO CARRIER after LCP Terminate")
+        except LarapppError:
+            pass  # the engine may have read it already; "AT" -> OK below proves command mode
+
     async def close(self) -> None:
+        await self._stop_engine()
         if self.at is not None:
             await self.at.stop()
             self.at = None

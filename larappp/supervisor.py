@@ -4,6 +4,7 @@ bring-up, up to three sessions, the state file `larappp status` reads, and teard
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -14,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from larappp.config import Config
+from larappp.config import Config, SessionConfig
 from larappp.errors import LarapppError
 from larappp.modem import Modem
-from larappp.session import ESCAPE_GUARD_S, Session
+from larappp.session import ESCAPE_GUARD_S, PppSettings, Session
+from larappp.vendor import lara_r6 as r6
 from larappp.transport import open_pipe
 from larappp.transport.pipe import Pipe
 
@@ -69,6 +71,8 @@ class Supervisor:
         self.error = ""
         self._stop = asyncio.Event()
         self._ports: list[str] = []
+        #: PPP runs after CONNECT (the built-in engine); off only for AT-level tests.
+        self.run_ppp = os.environ.get("LARAPPP_NO_PPP") != "1"
 
     # -- ports ------------------------------------------------------------------------
     async def _start_simulator(self) -> None:
@@ -134,12 +138,48 @@ class Supervisor:
                 scfg, port, self._pipe_factory(port), trace=self.trace,
                 secrets=self.config.secrets(), command_timeout=self.config.modem.command_timeout,
                 escape_guard=SIM_ESCAPE_GUARD_S if self.config.uses_simulator else ESCAPE_GUARD_S,
+                ppp=self._ppp_settings(scfg),
             )
             self.sessions.append(session)
             self.progress(f"dialing cid {scfg.cid} ({scfg.apn}) on {port}")
             await session.dial()
             self.progress(f"cid {scfg.cid}: {('CONNECT ' + session.state.connect_text).strip()}")
+            if self.run_ppp:
+                await session.start_ppp(notes=self.progress)
+                d = session.state.details
+                self.progress(
+                    f"cid {scfg.cid}: {d.get('ifname')} up, IPv4 {d.get('ipv4') or '-'}, "
+                    f"IPv6 {', '.join(d.get('ipv6_global') or []) or '-'}"  # type: ignore[arg-type]
+                )
+            self.write_state()
         self.state = "up"
+        self.write_state()
+
+    def _ppp_settings(self, scfg: SessionConfig) -> PppSettings:
+        """Families the network granted on this cid (app note §2.5: it may narrow them),
+        and the MRU: the session's own, else the network's IPv4 MTU from +CGCONTRDP."""
+        assert self.modem is not None
+        status = self.modem.status
+        families = scfg.families
+        granted = status.contexts.get(scfg.cid)
+        if granted is not None and granted.pdp_type in ("IP", "IPV6", "IPV4V6"):
+            offered = {"IP": (4,), "IPV6": (6,), "IPV4V6": (4, 6)}[granted.pdp_type]
+            narrowed = tuple(f for f in families if f in offered)
+            if narrowed:
+                families = narrowed
+        merged = r6.merge_context_params(status.params.get(scfg.cid, []))
+        network_mtu = merged[scfg.cid].ipv4_mtu if scfg.cid in merged else None
+        mru = scfg.mtu or network_mtu or 1500
+        return PppSettings(
+            families=families,
+            mru=max(576, min(mru, 1500)),
+            dns_dir=str(Path(self.config.modem.runtime_dir) / "resolv.conf.d"),
+            rs_interval=1.0 if self.config.uses_simulator else 4.0,
+        )
+
+    def refresh(self) -> None:
+        for session in self.sessions:
+            session.refresh()
         self.write_state()
 
     async def stop(self) -> None:
@@ -169,7 +209,10 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        await self._stop.wait()
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=2.0)
+            self.refresh()
 
     # -- state file ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -95,7 +95,7 @@ class Cli:
     """Runs the real `larappp` command with a config in a temporary runtime dir."""
 
     tmp_path: Path
-    started_up: list[Path] = field(default_factory=list)
+    started_up: list[tuple[Path, str | None]] = field(default_factory=list)
 
     def write_config(self, modem: str, sessions: str, name: str = "larappp.toml") -> Path:
         runtime = self.tmp_path / "run"
@@ -107,7 +107,10 @@ class Cli:
         path.write_text(text)
         return path
 
-    def run(self, config: Path | None, *args: str, timeout: float = 90, netns: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, config: Path | None, *args: str, timeout: float = 90, netns: str | None = None, ppp: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run larappp; without `ppp` it stops at CONNECT (AT-level tests, no interfaces)."""
         argv = [sys.executable, "-m", "larappp.cli"]
         if config is not None:
             argv += ["--config", str(config)]
@@ -115,13 +118,13 @@ class Cli:
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]
         if args and args[0] == "up" and config is not None:
-            self.started_up.append(config)
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+            self.started_up.append((config, netns))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), LARAPPP_NO_PPP="0" if ppp else "1")
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
     def cleanup(self) -> None:
-        for config in self.started_up:
-            self.run(config, "down", timeout=60)
+        for config, netns in self.started_up:
+            self.run(config, "down", timeout=60, netns=netns)
 
 
 @pytest.fixture

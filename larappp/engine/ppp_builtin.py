@@ -1,0 +1,333 @@
+"""The built-in PPP engine: a thin pump between the module's port (a Pipe), the sans-IO
+PppLink (host role), a SlaacClient and a TUN interface. It makes no protocol decisions:
+it feeds bytes, packets and time in, and carries out what comes out.
+
+Flow control: the uplink (TUN -> module) stops reading the TUN while more than
+`UPLINK_HIGH_WATER` bytes wait for the port, so the kernel queues (and at worst drops) at
+the TUN instead of larappp buffering without bound; the port's own write applies RTS/CTS
+(app note §4: the module may drop what the radio cannot send, even with flow control).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from larappp.errors import LarapppError, PortClosed, PPPError
+from larappp.hostnet import HostInterface
+from larappp.proto.ipv6 import slaac
+from larappp.proto.ppp import events as ev
+from larappp.proto.ppp.link import LinkConfig, PppLink
+from larappp.transport.pipe import Pipe
+from larappp.transport.tun import Tun
+
+log = logging.getLogger(__name__)
+
+UPLINK_HIGH_WATER = 256 * 1024
+ICMPV6 = 58
+ROUTER_ADVERTISEMENT = 134
+
+
+@dataclass
+class EngineOptions:
+    """How one built-in PPP session is set up on the host."""
+
+    ifname: str
+    families: tuple[int, ...] = (4, 6)
+    username: str = ""
+    password: str = field(default="", repr=False)
+    auth: str = "none"
+    mru: int = 1500
+    default_route: bool = True
+    metric: int | None = None
+    dns_mode: str = "auto"
+    dns_dir: str = "/run/larappp/resolv.conf.d"
+    echo_interval: float | None = 30.0
+    rs_interval: float = 4.0
+
+
+class BuiltinPppEngine:
+    """Runs PPP over a dialled port and carries IP packets to and from a TUN interface."""
+
+    OWNER = "ppp"
+
+    def __init__(
+        self,
+        pipe: Pipe,
+        options: EngineOptions,
+        *,
+        leftover: bytes = b"",
+        clock: Callable[[], float] = time.monotonic,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.pipe = pipe
+        self.options = options
+        self._leftover = leftover
+        self._clock = clock
+        self._note = on_event or (lambda _m: None)
+        answer = ("chap", "pap") if options.auth == "none" else (options.auth,)
+        self.link = PppLink(
+            "host",
+            LinkConfig(
+                mru=options.mru,
+                username=options.username,
+                password=options.password,
+                answer_auth=answer,
+                ipv4=4 in options.families,
+                ipv6=6 in options.families,
+                echo_interval=options.echo_interval,
+            ),
+            now=clock(),
+        )
+        self.host = HostInterface(
+            options.ifname, default_route=options.default_route, metric=options.metric,
+            dns_mode=options.dns_mode, dns_dir=options.dns_dir,
+        )
+        self.slaac: slaac.SlaacClient | None = None
+        self.tun: Tun | None = None
+        self.families_up: set[int] = set()
+        self.families_expected: set[int] = set(options.families)
+        self.terminated = asyncio.Event()
+        self.reason = ""
+        self._up = asyncio.Event()
+        self._failure: LarapppError | None = None
+        self._kick = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._pending_out = 0
+        self._actions: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._attached = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Take the pipe, create the TUN, and start negotiating."""
+        self.pipe.attach(self.OWNER)
+        self._attached = True
+        self.tun = Tun.open(self.options.ifname, mtu=self.options.mru)
+        await self.host.open()
+        await self.host.prepare(ipv6=6 in self.options.families)
+        self.link.open(self._clock())
+        if self._leftover:
+            self.link.receive_data(self._leftover, self._clock())
+            self._leftover = b""
+        self._process_events()
+        for coro, name in (
+            (self._serial_reader(), "serial-in"),
+            (self._tun_reader(), "tun-in"),
+            (self._writer(), "serial-out"),
+            (self._timers(), "timers"),
+            (self._configurator(), "configure"),
+        ):
+            self._tasks.append(asyncio.create_task(coro, name=f"ppp {self.options.ifname} {name}"))
+        self._kick.set()
+
+    async def wait_up(self, timeout: float) -> None:
+        """Until every expected family is usable; PPPError with the reason otherwise."""
+        up = asyncio.create_task(self._up.wait())
+        ended = asyncio.create_task(self.terminated.wait())
+        try:
+            done, _ = await asyncio.wait({up, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            up.cancel()
+            ended.cancel()
+        if self._failure is not None:
+            raise self._failure
+        if self.terminated.is_set() and not self._up.is_set():
+            raise PPPError(f"PPP on {self.options.ifname} ended before it was up: {self.reason}")
+        if not done:
+            missing = sorted(self.families_expected - self.families_up)
+            raise PPPError(
+                f"PPP on {self.options.ifname} was not up within {timeout:g} s "
+                f"(IPv{', IPv'.join(map(str, missing))} not usable yet, LCP phase {self.link.phase.value}): "
+                "check the APN and PDP type, or raise the timeout"
+            )
+
+    async def terminate(self, timeout: float = 6.0) -> None:
+        """Send LCP Terminate-Request and wait for the link to finish (app note §4.2)."""
+        if not self.terminated.is_set():
+            self.link.close(self._clock(), "larappp down")
+            self._kick.set()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.terminated.wait(), timeout)
+        # Let the writer flush the last Terminate-Ack / Request before the pipe changes hands.
+        await asyncio.sleep(0.05)
+
+    async def stop(self) -> list[str]:
+        """Stop pumping, undo the host configuration, remove the TUN, give the pipe back."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        failures = await self.host.close()
+        if self.tun is not None:
+            self.tun.close()
+            self.tun = None
+        if self._attached:
+            self.pipe.release(self.OWNER)
+            self._attached = False
+        return failures
+
+    def status(self) -> dict[str, object]:
+        stats = self.link.stats
+        return {
+            **self.host.state.to_json(),
+            "families_up": sorted(self.families_up),
+            "phase": self.link.phase.value,
+            "packets_in": stats.packets_received,
+            "packets_out": stats.packets_sent,
+            "bad_frames": stats.bad_frames,
+        }
+
+    # -- pumps ---------------------------------------------------------------------------
+    async def _serial_reader(self) -> None:
+        try:
+            while True:
+                data = await self.pipe.read()
+                self.link.receive_data(data, self._clock())
+                self._process_events()
+        except PortClosed as exc:
+            self._finish(f"the module's port closed ({exc})")
+
+    async def _tun_reader(self) -> None:
+        assert self.tun is not None
+        while True:
+            if self._pending_out > UPLINK_HIGH_WATER:
+                self._drained.clear()
+                await self._drained.wait()
+            packet = await self.tun.read()
+            family = packet[0] >> 4 if packet else 0
+            if family in (4, 6) and self.link.send_packet(family, packet):
+                self._pending_out += len(packet)
+                self._kick.set()
+
+    async def _writer(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            data = self.link.data_to_send()
+            if not data:
+                continue
+            try:
+                await self.pipe.write(data)
+            except PortClosed as exc:
+                self._finish(f"the module's port closed ({exc})")
+                return
+            self._pending_out = 0
+            self._drained.set()
+
+    async def _timers(self) -> None:
+        while True:
+            deadlines = [t for t in (self.link.get_timer(), self.slaac.get_timer() if self.slaac else None) if t is not None]
+            now = self._clock()
+            delay = min(deadlines) - now if deadlines else 1.0
+            if delay > 0:
+                await asyncio.sleep(min(delay, 1.0))
+            now = self._clock()
+            self.link.handle_timer(now)
+            if self.slaac is not None:
+                self.slaac.handle_timer(now)
+            self._process_events()
+
+    async def _configurator(self) -> None:
+        """Applies host configuration in order (netlink calls are async, events are not)."""
+        while True:
+            kind, value = await self._actions.get()
+            try:
+                await self._apply(kind, value)
+            except LarapppError as exc:
+                self._fail(exc)
+            except OSError as exc:
+                self._fail(PPPError(f"configuring {self.options.ifname} failed: {exc}"))
+
+    # -- events --------------------------------------------------------------------------
+    def _process_events(self) -> None:
+        while (event := self.link.next_event()) is not None:
+            if isinstance(event, ev.PacketReceived):
+                self._deliver(event.family, event.packet)
+            elif isinstance(event, ev.LinkOpened):
+                self._actions.put_nowait(("link-up", event.remote_mru))
+            elif isinstance(event, ev.IpcpOpened):
+                self._actions.put_nowait(("ipv4", event))
+            elif isinstance(event, ev.Ipv6cpOpened):
+                self._actions.put_nowait(("ipv6", event))
+            elif isinstance(event, (ev.NetworkProtocolClosed, ev.ProtocolRejected)):
+                name = (event.protocol if isinstance(event, ev.NetworkProtocolClosed) else event.name).upper()
+                family = 6 if "IPV6" in name else 4 if "IPCP" in name else 0
+                self._note(f"{self.options.ifname}: {event}")
+                if family in self.families_expected and family not in self.families_up:
+                    # The network does not offer this family (e.g. IPV6CP rejected on IPv4-only).
+                    self.families_expected.discard(family)
+                    self._check_up()
+            elif isinstance(event, (ev.LinkTerminated, ev.EchoTimedOut, ev.AuthFailed)):
+                self._note(f"{self.options.ifname}: {event}")
+                if isinstance(event, ev.LinkTerminated):
+                    self._finish(event.reason)
+                elif isinstance(event, ev.AuthFailed):
+                    self._fail(PPPError(f"PPP authentication ({event.method}) failed: {event.reason}: check user and password"))
+            else:
+                self._note(f"{self.options.ifname}: {event}")
+        if self.slaac is not None:
+            for packet in self.slaac.packets_to_send():
+                self.link.send_packet(6, packet)
+            while (sev := self.slaac.next_event()) is not None:
+                if isinstance(sev, slaac.RaTimedOut):
+                    self._fail(PPPError(
+                        f"no Router Advertisement on {self.options.ifname} ({sev.reason}): the network gave "
+                        "no IPv6 prefix; check the PDP type, or use pdp_type = \"IP\""
+                    ))
+                else:
+                    self._actions.put_nowait(("slaac", sev))
+        self._kick.set()
+
+    def _deliver(self, family: int, packet: bytes) -> None:
+        if family == 6 and self.slaac is not None and len(packet) > 40 and packet[6] == ICMPV6 and packet[40] == ROUTER_ADVERTISEMENT:
+            self.slaac.receive_packet(packet, self._clock())
+            return
+        if self.tun is not None:
+            self.tun.write_packet(packet)  # a full TUN queue drops, as a NIC would
+
+    async def _apply(self, kind: str, value: Any) -> None:
+        if kind == "link-up":
+            await self.host.link_up(min(int(value), self.options.mru) if value else None)
+        elif kind == "ipv4":
+            await self.host.apply_ipv4(value.local, value.peer, value.dns)
+            self._note(f"{self.options.ifname}: IPv4 {value.local} peer {value.peer} DNS {', '.join(map(str, value.dns))}")
+            self.families_up.add(4)
+            self._check_up()
+        elif kind == "ipv6":
+            await self.host.apply_ipv6_link_local(value.local_iid)
+            # The host's global address uses its own IID, not the module's (app note §4.1.2).
+            self.slaac = slaac.SlaacClient(value.local_iid, self._clock(), rs_interval=self.options.rs_interval, max_mtu=self.options.mru)
+            self.slaac.start(self._clock())
+            self._process_events()
+        elif kind == "slaac":
+            line = await self.host.apply_slaac(value, self._clock())
+            if line:
+                self._note(line)
+            if isinstance(value, slaac.AddressConfigured):
+                self.families_up.add(6)
+                self._check_up()
+
+    def _check_up(self) -> None:
+        if self.families_expected and self.families_expected <= self.families_up:
+            self._up.set()
+        elif not self.families_expected:
+            self._fail(PPPError(f"PPP on {self.options.ifname}: the network offers none of the configured IP families"))
+
+    def _fail(self, error: LarapppError) -> None:
+        if self._failure is None:
+            self._failure = error
+        self._finish(str(error))
+
+    def _finish(self, reason: str) -> None:
+        if not self.terminated.is_set():
+            self.reason = reason
+            self.terminated.set()

@@ -1,0 +1,182 @@
+"""The host side of one PPP interface: addresses, routes, sysctls and DNS that PPP (IPCP,
+IPV6CP) and SLAAC learned, applied through larappp.transport and undone exactly.
+
+Used by both backends: the built-in engine (a TUN) and pppd (a ppp<N> interface).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+
+from larappp.errors import LarapppError
+from larappp.proto.ipv6 import slaac
+from larappp.transport.dns import DnsWriter
+from larappp.transport.netlink import Netlink
+from larappp.transport.sysctl import Sysctl
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InterfaceState:
+    """What is configured on the interface now, for `larappp status`."""
+
+    ifname: str
+    ipv4: str | None = None
+    ipv4_peer: str | None = None
+    ipv6_link_local: str | None = None
+    ipv6_global: list[str] = field(default_factory=list)
+    ipv6_router: str | None = None
+    mtu: int | None = None
+    dns: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ifname": self.ifname, "ipv4": self.ipv4, "ipv4_peer": self.ipv4_peer,
+            "ipv6_link_local": self.ipv6_link_local, "ipv6_global": list(self.ipv6_global),
+            "ipv6_router": self.ipv6_router, "mtu": self.mtu, "dns": list(self.dns),
+        }
+
+
+class HostInterface:
+    """Applies PPP and SLAAC results to one interface of this network namespace; undoes them."""
+
+    def __init__(
+        self,
+        ifname: str,
+        *,
+        default_route: bool = True,
+        metric: int | None = None,
+        dns_mode: str = "auto",
+        dns_dir: str | Path = "/run/larappp/resolv.conf.d",
+    ) -> None:
+        self.ifname = ifname
+        self.default_route = default_route
+        self.metric = metric
+        self.netlink = Netlink()
+        self.sysctl = Sysctl()
+        self.dns = DnsWriter(ifname, dns_mode, directory=dns_dir)  # type: ignore[arg-type]
+        self.state = InterfaceState(ifname)
+        self._dns_v4: list[IPv4Address] = []
+        self._dns_v6: list[IPv6Address] = []
+        self._opened = False
+
+    async def open(self) -> None:
+        await self.netlink.open()
+        self._opened = True
+
+    # -- link --------------------------------------------------------------------------
+    async def prepare(self, *, ipv6: bool) -> None:
+        """Before link-up: IPv6 on without a kernel link-local; RAs are larappp's (accept_ra=0)."""
+        if ipv6:
+            self.sysctl.prepare_ipv6_link(self.ifname, kernel_slaac=False)
+        else:
+            self.sysctl.set_ipv6_conf(self.ifname, "disable_ipv6", 1)
+
+    async def link_up(self, mtu: int | None = None) -> None:
+        if mtu is not None:
+            await self.netlink.set_mtu(self.ifname, mtu)
+            self.state.mtu = mtu
+        await self.netlink.set_link_up(self.ifname)
+
+    # -- IPv4 (IPCP) -------------------------------------------------------------------------
+    async def apply_ipv4(self, local: IPv4Address, peer: IPv4Address | None, dns: tuple[IPv4Address, ...]) -> None:
+        # PPP has no broadcast domain: the pppd form `local peer <peer>/32` (or a /32 alone).
+        if peer is not None:
+            await self.netlink.add_ipv4_peer(self.ifname, local, peer)
+        else:
+            await self.netlink.add_address(self.ifname, f"{local}/32")
+        if self.default_route:
+            await self.netlink.add_default_route(self.ifname, 4, metric=self.metric)
+        self.state.ipv4 = str(local)
+        self.state.ipv4_peer = str(peer) if peer else None
+        self._dns_v4 = list(dns)
+        self._publish_dns()
+
+    # -- IPv6 (IPV6CP + SLAAC) ------------------------------------------------------------------
+    async def apply_ipv6_link_local(self, iid: bytes) -> None:
+        await self.netlink.add_ipv6_link_local(self.ifname, iid)
+        self.state.ipv6_link_local = str(IPv6Address(b"\xfe\x80" + bytes(6) + iid))
+
+    async def apply_slaac(self, event: object, now: float) -> str | None:
+        """Apply one SlaacClient event; returns a line for the log, or None."""
+        if isinstance(event, (slaac.AddressConfigured, slaac.AddressRefreshed)):
+            valid = _remaining(event.valid_until, now)
+            preferred = _remaining(event.preferred_until, now)
+            if isinstance(event, slaac.AddressConfigured):
+                await self.netlink.add_ipv6_global(
+                    self.ifname, event.address, event.prefix_len, valid_lft=valid, preferred_lft=preferred
+                )
+                if str(event.address) not in self.state.ipv6_global:
+                    self.state.ipv6_global.append(str(event.address))
+                return f"{self.ifname}: SLAAC address {event.address}/{event.prefix_len}"
+            await self.netlink.update_address_lifetimes(
+                self.ifname, f"{event.address}/{event.prefix_len}", valid, preferred
+            )
+            return None
+        if isinstance(event, slaac.AddressDeprecated):
+            return f"{self.ifname}: {event.address} deprecated (preferred lifetime over)"
+        if isinstance(event, slaac.AddressExpired):
+            await self.netlink.del_address(self.ifname, f"{event.address}/64")
+            if str(event.address) in self.state.ipv6_global:
+                self.state.ipv6_global.remove(str(event.address))
+            return f"{self.ifname}: {event.address} expired"
+        if isinstance(event, slaac.DefaultRouterLearned):
+            if self.default_route and event.lifetime > 0:
+                await self.netlink.add_default_route(
+                    self.ifname, 6, gateway=event.router_ll, metric=self.metric, mtu=event.mtu
+                )
+            self.state.ipv6_router = str(event.router_ll)
+            return f"{self.ifname}: IPv6 default router {event.router_ll}" + (f" mtu {event.mtu}" if event.mtu else "")
+        if isinstance(event, slaac.RouterLost):
+            if self.default_route:
+                await self.netlink.del_route(self.ifname, "::/0", gateway=event.router_ll, metric=self.metric)
+            self.state.ipv6_router = None
+            return f"{self.ifname}: IPv6 router lost ({event.reason})"
+        if isinstance(event, slaac.LinkMtuLearned):
+            # RFC 4861 §6.3.4: the RA MTU is the link's MTU for IPv6.
+            self.sysctl.set_ipv6_conf(self.ifname, "mtu", event.mtu)
+            return f"{self.ifname}: IPv6 MTU {event.mtu} from the RA"
+        if isinstance(event, slaac.DnsServersLearned):
+            self._dns_v6 = list(dict.fromkeys([*self._dns_v6, *event.servers]))
+            self._publish_dns()
+            return f"{self.ifname}: IPv6 DNS {', '.join(map(str, event.servers))} (RDNSS)"
+        if isinstance(event, slaac.DnsServersExpired):
+            self._dns_v6 = list(event.remaining)
+            self._publish_dns()
+            return None
+        return None
+
+    def _publish_dns(self) -> None:
+        servers: list[IPv4Address | IPv6Address] = [*self._dns_v4, *self._dns_v6]
+        self.state.dns = [str(s) for s in servers]
+        try:
+            self.dns.apply(servers)
+        except (OSError, LarapppError) as exc:
+            log.warning("%s: could not publish DNS servers: %s", self.ifname, exc)
+
+    # -- teardown ------------------------------------------------------------------------------
+    async def close(self) -> list[str]:
+        """Undo everything this object configured; returns what could not be undone."""
+        failures: list[str] = []
+        try:
+            self.dns.remove()
+        except (OSError, LarapppError) as exc:
+            failures.append(f"DNS: {exc}")
+        if self._opened:
+            try:
+                failures += await self.netlink.ledger.undo()
+            finally:
+                self.netlink.close()
+                self._opened = False
+        failures += self.sysctl.undo()
+        return failures
+
+
+def _remaining(until: float | None, now: float) -> int | None:
+    if until is None:
+        return None  # infinite
+    return max(0, int(until - now))
