@@ -17,6 +17,7 @@ from larappp.errors import ConfigError
 from larappp.sim.data import DataSession, DataSessionFactory, DiscardDataSession
 from larappp.sim.module import Module, Nvm
 from larappp.sim.ports import PtyPortServer, Rfc2217PortServer
+from larappp.sim.ppp import Network, ppp_session_factory
 from larappp.sim.runner import ModuleDriver
 from larappp.sim.scenario import Scenario
 
@@ -48,14 +49,17 @@ class Simulator:
         session_factory: DataSessionFactory = DiscardDataSession,
         log: Callable[[str], None] | None = None,
         nvm_path: str | None = None,
+        network: Network | None = None,
     ) -> None:
         """`rfc2217_base_port`: None for no RFC 2217, 0 for free ports, N for N, N+1, ...
 
         `nvm_path`: a JSON file holding the module's NVM across simulator runs (power cycles).
+        `network`: the simulated operator network; with it, data calls run module-side PPP.
         """
         self.scenario = scenario or Scenario()
         self.module = Module(self.scenario, ports=ports, session_factory=session_factory)
         self.nvm_path = nvm_path
+        self.network = network
         if nvm_path is not None and os.path.exists(nvm_path):
             try:
                 with open(nvm_path, encoding="utf-8") as f:
@@ -95,7 +99,9 @@ class Simulator:
 
     async def start(self) -> None:
         """Boot the module and publish its ports; PortError naming what to change on failure."""
-        self.driver = ModuleDriver(self.module, log=self.log)
+        self.driver = driver = ModuleDriver(self.module, log=self.log)
+        if self.network is not None:
+            self.module.session_factory = ppp_session_factory(self.network, lambda: driver.now, driver.wake)
         self.driver.power_on()
         try:
             if self.pty_dir is not None:

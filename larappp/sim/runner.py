@@ -109,6 +109,10 @@ class ModuleDriver:
         self._flush()
 
     # -- output --------------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Flush output produced outside the driver's own calls (e.g. a downlink packet)."""
+        self._wake()
+
     def _wake(self) -> None:
         if self._busy or self._closed or self._flush_soon is not None:
             return
