@@ -60,10 +60,10 @@ def skip_reason() -> str | None:
     """Why QEMU cannot run here at all, or None when the VM tier can run (TCG: no /dev/kvm needed)."""
     if platform.system() != "Linux" or platform.machine() != "x86_64":
         return f"the VM tier needs an x86_64 Linux host, not {platform.system()} {platform.machine()}"
+    if os.geteuid() != 0:
+        return "the VM tier runs as root (it installs Debian packages and caches a kernel)"
     if shutil.which(QEMU) is not None:
         return None
-    if os.geteuid() != 0:
-        return f"{QEMU} is missing and only root can install it: run `make vm-image` as root"
     if shutil.which("apt-get") is None:
         return f"{QEMU} is missing and there is no apt-get to install qemu-system-x86 with"
     return None
