@@ -57,30 +57,38 @@ kernel_pkg() {
     apt-cache depends linux-image-amd64 2>/dev/null |
         sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1
 }
+download_kernel() {  # $1: package name, into $VM_DIR/kernel-<version>/<package>.deb
+    local dl="$VM_DIR/kernel-${1#linux-image-}/dl"
+    rm -rf "$dl" && mkdir -p "$dl"
+    # apt's sandbox user must be able to write where it downloads.
+    if id _apt >/dev/null 2>&1; then chown _apt "$dl"; fi
+    (cd "$dl" && apt-get download -qq "$1" >&2) || return 1
+    mv "$dl"/*.deb "$VM_DIR/kernel-${1#linux-image-}/$1.deb"
+    rm -rf "$dl"
+}
+
 kpkg=$(kernel_pkg)
 if [ -z "$kpkg" ]; then
     apt_update_once
     kpkg=$(kernel_pkg)
 fi
 [ -n "$kpkg" ] || die "apt-cache does not know linux-image-amd64: check /etc/apt/sources.list(.d) for Debian's main archive"
-kver=${kpkg#linux-image-}
-
-kdir="$VM_DIR/kernel-$kver"
-deb="$kdir/$kpkg.deb"
-if [ ! -s "$deb" ]; then
-    log "downloading $kpkg"
+if [ ! -s "$VM_DIR/kernel-${kpkg#linux-image-}/$kpkg.deb" ]; then
     # Older kernels in the cache are of no use any more.
     rm -rf "$VM_DIR"/kernel-*
-    mkdir -p "$kdir/dl"
-    # apt's sandbox user must be able to write where it downloads.
-    id _apt >/dev/null 2>&1 && chown _apt "$kdir/dl"
-    if ! (cd "$kdir/dl" && apt-get download -qq "$kpkg" >&2); then
+    log "downloading $kpkg"
+    if ! download_kernel "$kpkg"; then
+        # Stale package lists name a kernel the archive no longer has: refresh, ask again.
         apt_update_once
-        (cd "$kdir/dl" && apt-get download -qq "$kpkg" >&2)
+        rm -rf "$VM_DIR"/kernel-*
+        kpkg=$(kernel_pkg)
+        log "downloading $kpkg"
+        download_kernel "$kpkg" || die "cannot download $kpkg: check that Debian's archive is reachable"
     fi
-    mv "$kdir"/dl/*.deb "$deb"
-    rm -rf "$kdir/dl"
 fi
+kver=${kpkg#linux-image-}
+kdir="$VM_DIR/kernel-$kver"
+deb="$kdir/$kpkg.deb"
 
 file_hash=$(cat "$0" /bin/busybox | sha256sum | cut -c1-16)
 vmlinux="$kdir/vmlinux"
@@ -132,7 +140,11 @@ if [ ! -s "$initrd" ]; then
     cp "$busybox" "$ird/bin/busybox"
     for name in "${MODULES[@]}"; do
         rel=$(grep -E "(^|/)${name}\.ko(\.xz|\.zst)?:" "$mods/modules.dep" | head -n1 | cut -d: -f1)
-        [ -n "$rel" ] || die "kernel $kver has no module $name (built in or renamed?): update MODULES in $0"
+        if [ -z "$rel" ]; then
+            # built into this kernel: nothing to load
+            grep -qE "(^|/)${name}\.ko$" "$mods/modules.builtin" 2>/dev/null && continue
+            die "kernel $kver has no module $name (renamed?): update MODULES in $0"
+        fi
         mkdir -p "$ird/lib/modules/$kver/$(dirname "$rel")"
         case "$rel" in
             *.ko.xz) "$busybox" xz -dc "$mods/$rel" >"$ird/lib/modules/$kver/${rel%.xz}" ;;
