@@ -6,7 +6,7 @@ PIP ?= $(PYTHON) -m pip
 DEB_PACKAGES = iproute2 iputils-ping iperf3 dnsutils procps
 STAMP = .deps-installed
 
-.PHONY: demo test deps install lint bench clean
+.PHONY: demo test deps install lint bench clean vm-image test-vm
 
 $(STAMP): pyproject.toml Makefile
 	@if [ "$$(id -u)" != 0 ]; then echo "run as root: larappp configures interfaces and namespaces" >&2; exit 1; fi
@@ -25,6 +25,14 @@ demo: deps
 
 test: deps
 	$(PYTHON) -m pytest -q tests
+
+# The real pppd runs in a small QEMU VM (the kernel here has no PPP): tests/vm builds it
+# on first use from Debian packages, cached in /var/cache/larappp-vm (kept by `clean`).
+vm-image:
+	bash scripts/vm/build.sh
+
+test-vm: deps vm-image
+	$(PYTHON) -m pytest -q -m vm tests/vm
 
 lint: deps
 	ruff check larappp tests scripts
