@@ -512,8 +512,10 @@ class SimNetwork:
         self._embpf: tuple[int, int] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        #: downlink packets for no attached context, not IP, or failing in send_downlink
+        #: downlink packets for no attached context, multicast (never for a DTE), not IP,
+        #: or failing in send_downlink
         self.downlink_unknown = 0
+        self.downlink_multicast = 0
         self.downlink_malformed = 0
         self.downlink_errors = 0
         self.tun_write_errors = 0
@@ -551,7 +553,7 @@ class SimNetwork:
             self._created = True
         await self._in_netns(self._enable_forwarding)
         self._tun = await self._in_netns(Tun.open, self.tun_name, mtu=plan.mtu)
-        await self._in_netns(self._sysctl.set_ipv6_conf, self.tun_name, "disable_ipv6", 0)
+        await self._in_netns(self._prepare_tun_sysctls)
         netlink = self._netlink = Netlink(self.netns)
         await netlink.open()
         await netlink.set_link_up("lo")
@@ -571,6 +573,11 @@ class SimNetwork:
         # packets between two contexts cross the internet namespace's kernel
         self._sysctl.set_forwarding(4, True)
         self._sysctl.set_forwarding(6, True, "all")
+
+    def _prepare_tun_sysctls(self) -> None:
+        # before link-up: no kernel link-local on the TUN, hence no MLD reports from it
+        self._sysctl.set_ipv6_conf(self.tun_name, "disable_ipv6", 0)
+        self._sysctl.set_ipv6_conf(self.tun_name, "addr_gen_mode", 1)
 
     async def _in_netns(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """fn in a thread inside the namespace (files and fds it opens stay bound there)."""
@@ -729,7 +736,10 @@ class SimNetwork:
             self.downlink_malformed += 1
             return
         if port is None:
-            self.downlink_unknown += 1
+            if packet[16 if version == 4 else 24] >= (224 if version == 4 else 0xFF):
+                self.downlink_multicast += 1  # the internet kernel's own link chatter
+            else:
+                self.downlink_unknown += 1
             return
         try:
             port.deliver(version, packet)

@@ -40,8 +40,11 @@ SERVER_V6 = IPv6Address("2001:db8:ffff::1")
 def query(name: str, qtype: int = TYPE_A, *, query_id: int = 0x1234, flags: int = 0x0100) -> bytes:
     """A query built by hand (RFC 1035 §4.1): header, one question."""
     labels = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".") if p)
-    return struct.pack("!HHHHHH", query_id, flags, 1, 0, 0, 0) + labels + b"\0" + struct.pack(
-        "!HH", qtype, 1
+    return (
+        struct.pack("!HHHHHH", query_id, flags, 1, 0, 0, 0)
+        + labels
+        + b"\0"
+        + struct.pack("!HH", qtype, 1)
     )
 
 
@@ -86,9 +89,14 @@ def test_unknown_names_are_nxdomain_and_other_types_nodata() -> None:
     mx = respond(query("server.larappp.test", 15), ZONE)
     assert mx is not None and answers(mx) == (RCODE_NOERROR, [])
     both = respond(query("server.larappp.test", 255), ZONE)
-    assert both is not None and answers(both) == (RCODE_NOERROR, ["198.51.100.1", "2001:db8:ffff::1"])
+    assert both is not None and answers(both) == (
+        RCODE_NOERROR,
+        ["198.51.100.1", "2001:db8:ffff::1"],
+    )
     # one label "server.larappp" is not the two labels server, larappp
-    dotted = struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 0) + b"\x0eserver.larappp\x04test\x00\x00\x01\x00\x01"
+    dotted = (
+        struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 0) + b"\x0eserver.larappp\x04test\x00\x00\x01\x00\x01"
+    )
     response = respond(dotted, DnsZone.of({"server.larappp.test": [SERVER_V4]}))
     assert response is not None and answers(response)[0] == RCODE_NXDOMAIN
 
@@ -102,7 +110,9 @@ def test_other_opcodes_and_classes_are_refused_not_ignored() -> None:
 
 
 def test_edns_query_from_scapy_is_answered_without_opt() -> None:
-    request = bytes(DNS(id=7, rd=1, qd=DNSQR(qname="server.larappp.test", qtype="AAAA"), ar=DNSRROPT()))
+    request = bytes(
+        DNS(id=7, rd=1, qd=DNSQR(qname="server.larappp.test", qtype="AAAA"), ar=DNSRROPT())
+    )
     response = respond(request, ZONE)
     assert response is not None
     assert answers(response) == (RCODE_NOERROR, ["2001:db8:ffff::1"])
@@ -159,9 +169,7 @@ def test_zone_matching_ignores_case_and_trailing_dot() -> None:
 # -- the server on this namespace's loopback --------------------------------------------------
 def test_server_answers_on_loopback_and_counts() -> None:
     async def scenario() -> tuple[list[bytes], DnsServer]:
-        server = await DnsServer.start(
-            [IPv4Address("127.0.0.1"), IPv6Address("::1")], ZONE, port=0
-        )
+        server = await DnsServer.start([IPv4Address("127.0.0.1"), IPv6Address("::1")], ZONE, port=0)
         loop = asyncio.get_running_loop()
         replies = []
         try:

@@ -349,7 +349,9 @@ def test_network_routes_downlink_by_destination_and_tracks_contexts() -> None:
         got: dict[int, list[bytes]] = {1: [], 2: []}
         one = network.attach(1, grant="IPV4V6", send_downlink=lambda f, p: got[1].append(p))
         two = network.attach(2, grant="IPV6", send_downlink=lambda f, p: got[2].append(p))
-        with pytest.raises(NetworkSetupError, match="context 1 is attached to the simulated network already"):
+        with pytest.raises(
+            NetworkSetupError, match="context 1 is attached to the simulated network already"
+        ):
             network.attach(1, grant="IP", send_downlink=lambda f, p: None)
         assert network.session(2) is two and network.sessions == (one, two)
         to_one, to_two = udp_to(one, 4, 9), udp_to(two, 6, 9)
@@ -357,10 +359,13 @@ def test_network_routes_downlink_by_destination_and_tracks_contexts() -> None:
         network.route_downlink(to_two)
         network.route_downlink(ip.build_udp(SERVER4, "100.64.2.2", 1, 2, b""))  # 2 has no IPv4
         network.route_downlink(ip.build_udp(SERVER6, "2001:db8:0:3::1", 1, 2, b""))
+        network.route_downlink(ip.build_icmpv6("::", "ff02::16", 143, 0, bytes(4)))  # MLD
+        network.route_downlink(ip.build_udp(SERVER4, "224.0.0.251", 5353, 5353, b""))
         network.route_downlink(b"")
         network.route_downlink(b"\x45" + bytes(10))
         assert got == {1: [to_one], 2: [to_two]}
         assert network.downlink_unknown == 2 and network.downlink_malformed == 2
+        assert network.downlink_multicast == 2
         network.set_embpf_range(6000, 6200)
         assert one.embpf_range == two.embpf_range == (6000, 6200)
         three = network.attach(3, grant="IP", send_downlink=lambda f, p: None)
