@@ -370,3 +370,34 @@ def test_a_failed_start_removes_the_namespace(inet: str) -> None:
     with pytest.raises(ConfigError, match="interface name"):
         run(scenario)
     assert inet not in pyroute2_netns.listnetns()
+
+
+def test_using_a_missing_namespace_names_it(inet: str) -> None:
+    async def scenario() -> None:
+        await SimNetwork.start(inet, create=False)
+
+    with pytest.raises(NetworkSetupError, match=f"{inet} does not exist"):
+        run(scenario)
+    assert inet not in pyroute2_netns.listnetns()
+
+
+def test_netns_none_works_in_the_callers_own_namespace(inet: str) -> None:
+    """As under `ip netns exec`: the loop runs in a thread that is inside the namespace."""
+    create_netns(inet)
+
+    async def scenario() -> tuple[int, int]:
+        network = await SimNetwork.start(None)
+        try:
+            downlink = Downlink()
+            port = network.attach(3, grant="IPV4V6", send_downlink=downlink)
+            query = dns_query("dns.larappp.test", 1, 0x0C0C)
+            port.uplink(4, ip.build_udp(port.ipv4_address, DNS4, 40003, 53, query))  # type: ignore[arg-type]
+            answer = await downlink.expect(udp_datagram)
+            return len(dns_answer_addresses(answer.payload)), port.routed_packets
+        finally:
+            await network.stop()
+
+    assert call_in_netns(inet, run, scenario) == (1, 1)
+    addresses, links, forwarding = inet_state(inet)
+    assert "198.51.100" not in addresses and "pdn0" not in links
+    assert forwarding.split() == ["0", "0"]
