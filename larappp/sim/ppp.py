@@ -34,6 +34,8 @@ class NetworkPort(Protocol):
 
     def uplink(self, family: int, packet: bytes) -> None: ...
 
+    def start_advertising(self) -> None: ...
+
     def detach(self) -> None: ...
 
 
@@ -41,6 +43,8 @@ class Network(Protocol):
     """What the PPP session needs from the simulated network."""
 
     def attach(self, cid: int, *, grant: str, send_downlink: Callable[[int, bytes], None]) -> NetworkPort: ...
+
+    def set_embpf_range(self, first: int | None, last: int | None = None) -> None: ...
 
 
 class ModulePppSession(DataSession):
@@ -61,6 +65,8 @@ class ModulePppSession(DataSession):
         self._wake = wake
         self.closed_reason: str | None = None
         self.port = network.attach(call.cid, grant=call.pdp_type, send_downlink=self._downlink)
+        # The applied +UEMBPF range keeps those ports for the module's own apps (app note §4.3).
+        network.set_embpf_range(*(call.embedded_port_range or (None, None)))
         ipv4 = call.has_ipv4 and self.port.ipv4_address is not None
         dns = tuple(IPv4Address(str(d)) for d in (self.port.dns_v4 or ())[:2])
         # Credentials set with AT+UAUTHREQ are checked against what the DTE sends.
@@ -116,6 +122,8 @@ class ModulePppSession(DataSession):
         while (event := self.link.next_event()) is not None:
             if isinstance(event, ev.PacketReceived):
                 self.port.uplink(event.family, event.packet)
+            elif isinstance(event, ev.Ipv6cpOpened):
+                self.port.start_advertising()  # periodic RAs besides the answers to RS
             elif isinstance(event, ev.LinkTerminated):
                 # LCP Terminate (or a failed negotiation) ends the call: NO CARRIER (§4.2).
                 self._flush()

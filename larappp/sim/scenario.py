@@ -261,15 +261,8 @@ class ContextAddresses:
 
 
 def address_plan(cid: int) -> ContextAddresses:
-    """The deterministic addresses the simulated network gives context `cid`."""
-    prefix = ipaddress.IPv6Network(f"2001:db8:0:{cid:x}::/64")
-    return ContextAddresses(
-        ipv4=f"100.64.{cid}.2",
-        ipv4_mask="255.255.255.0",
-        ipv4_gateway=f"100.64.{cid}.1",
-        ipv4_dns=("100.64.0.53", "100.64.0.54"),
-        ipv6_prefix=str(prefix.network_address),
-        ipv6_prefix_len=64,
-        ipv6=str(prefix.network_address + 0x2A0BAD400001102A),
-        ipv6_dns=("2001:db8::53", "2001:db8::54"),
-    )
+    """The deterministic addresses the simulated network gives context `cid`: the same
+    plan the network side (larappp.sim.network) routes, so +CGCONTRDP and PPP agree."""
+    from larappp.sim.network import AddressPlan
+
+    return AddressPlan().context_addresses(cid)
