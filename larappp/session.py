@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from larappp.config import SessionConfig
-from larappp.engine.at import AtRunner
+from larappp.engine.at import AtCommandError, AtRunner
 from larappp.engine.ppp_builtin import BuiltinPppEngine, EngineOptions
 from larappp.errors import LarapppError
 from larappp.transport.pipe import Pipe
@@ -165,7 +165,7 @@ class Session:
             elif method == "dtr":
                 await self._stop_engine()
                 await self._drop_dtr()
-            await self.at.command("AT", timeout=self._command_timeout)
+            await self._check_command_mode()
             self.state.state = "down"
         except LarapppError as exc:
             self.state.state = "failed"
@@ -191,10 +191,22 @@ class Session:
         finally:
             await hangup
 
+    async def _check_command_mode(self) -> None:
+        """AT -> OK proves the port is back in command mode; a late NO CARRIER may come first."""
+        assert self.at is not None
+        try:
+            await self.at.command("AT", timeout=self._command_timeout)
+        except AtCommandError as exc:
+            if exc.final.kind != "no_carrier":
+                raise
+            await self.at.command("AT", timeout=self._command_timeout)
+
     async def _expect_no_carrier(self) -> None:
         assert self.at is not None
         try:
-            await self.at.wait_urc(lambda u: u.name == "NO CARRIER", timeout=2.0, what="NO CARRIER after LCP Terminate")
+            # The peer that acked our Terminate-Request waits one Restart period (3 s,
+            # RFC 1661 §4.2 state Stopping) before it finishes and the module says NO CARRIER.
+            await self.at.wait_urc(lambda u: u.name == "NO CARRIER", timeout=5.0, what="NO CARRIER after LCP Terminate")
         except LarapppError:
             pass  # the engine may have read it already; "AT" -> OK below proves command mode
 

@@ -11,15 +11,18 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from larappp.errors import ConfigError
 from larappp.sim.data import DataSession, DataSessionFactory, DiscardDataSession
 from larappp.sim.module import Module, Nvm
 from larappp.sim.ports import PtyPortServer, Rfc2217PortServer
-from larappp.sim.ppp import Network, ppp_session_factory
+from larappp.sim.ppp import ppp_session_factory
 from larappp.sim.runner import ModuleDriver
 from larappp.sim.scenario import Scenario
+
+if TYPE_CHECKING:
+    from larappp.sim.network import SimNetwork
 
 __all__ = [
     "DEFAULT_PTY_DIR",
@@ -49,7 +52,7 @@ class Simulator:
         session_factory: DataSessionFactory = DiscardDataSession,
         log: Callable[[str], None] | None = None,
         nvm_path: str | None = None,
-        network: Network | None = None,
+        network: SimNetwork | None = None,
     ) -> None:
         """`rfc2217_base_port`: None for no RFC 2217, 0 for free ports, N for N, N+1, ...
 
@@ -158,14 +161,30 @@ async def run_simulator(
     announce: Callable[[str], None],
     log: Callable[[str], None] | None = None,
     nvm_path: str | None = None,
+    network_netns: str | None = None,
 ) -> None:
-    """Run a simulator until cancelled, announcing one line per port once it is up."""
-    simulator = Simulator(scenario, ports=ports, pty_dir=pty_dir, rfc2217_base_port=rfc2217_base_port, log=log,
-                          nvm_path=nvm_path)
-    await simulator.start()
+    """Run a simulator until cancelled, announcing one line per port once it is up.
+
+    With `network_netns`, data calls run PPP into that network namespace, which plays
+    the operator's network and the internet (created if missing, removed if created).
+    """
+    network = None
+    if network_netns is not None:
+        from larappp.sim.network import SimNetwork
+
+        network = await SimNetwork.start(network_netns or None)
     try:
-        for line in simulator.describe():
-            announce(line)
-        await asyncio.Event().wait()
+        simulator = Simulator(scenario, ports=ports, pty_dir=pty_dir, rfc2217_base_port=rfc2217_base_port, log=log,
+                              nvm_path=nvm_path, network=network)
+        await simulator.start()
+        try:
+            for line in simulator.describe():
+                announce(line)
+            if network is not None:
+                announce(f"network: namespace {network_netns}, servers {', '.join(map(str, network.plan.internet_addresses))}")
+            await asyncio.Event().wait()
+        finally:
+            await simulator.stop()
     finally:
-        await simulator.stop()
+        if network is not None:
+            await network.stop()

@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="first RFC 2217 TCP port on 127.0.0.1 (default 7000; 0 picks free ports; "
                              "'none' for no RFC 2217)")
     parser.add_argument("--ports", type=int, default=3, help="AT ports of the module (default 3)")
+    parser.add_argument("--network", metavar="NETNS",
+                        help="run PPP on data calls, with NETNS (created if missing) as the operator network "
+                             "and internet; without it the module takes data calls but discards their bytes")
     parser.add_argument("--nvm", metavar="FILE",
                         help="keep the module's NVM (profile, contexts, UEMBPF, UDCONF) in FILE across runs")
     parser.add_argument("-v", "--verbose", action="store_true", help="log calls and reboots to stderr")
@@ -41,7 +44,7 @@ def sim_main(argv: list[str]) -> int:
             raise LarapppError("--ports must be between 1 and 8")
         if pty_dir is None and rfc_port is None:
             raise LarapppError("with --pty-dir none and --rfc2217-port none the simulator has no ports: keep one")
-        return asyncio.run(_main(scenario, pty_dir, rfc_port, args.ports, args.verbose, args.nvm))
+        return asyncio.run(_main(scenario, pty_dir, rfc_port, args.ports, args.verbose, args.nvm, args.network))
     except LarapppError as exc:
         print(f"larappp sim: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -56,7 +59,8 @@ def _rfc2217_port(text: str) -> int | None:
 
 
 async def _main(
-    scenario: Scenario, pty_dir: str | None, rfc_port: int | None, ports: int, verbose: bool, nvm: str | None
+    scenario: Scenario, pty_dir: str | None, rfc_port: int | None, ports: int, verbose: bool, nvm: str | None,
+    network: str | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -80,7 +84,7 @@ async def _main(
 
     try:
         await run_simulator(scenario, pty_dir=pty_dir, rfc2217_base_port=rfc_port, ports=ports,
-                            announce=announce, log=log, nvm_path=nvm)
+                            announce=announce, log=log, nvm_path=nvm, network_netns=network)
     except asyncio.CancelledError:
         if not stopping:
             raise

@@ -11,40 +11,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from ipaddress import IPv4Address
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, cast
 
 from larappp.proto.ppp import events as ev
 from larappp.proto.ppp.link import LinkConfig, PppLink
 from larappp.sim.data import DataCall, DataSession, DataSessionFactory, HangupCallback, SendCallback
 
+if TYPE_CHECKING:
+    from larappp.sim.network import Grant, SimNetwork
+
 log = logging.getLogger(__name__)
 
 AUTH_NAMES = {1: ("pap",), 2: ("chap",), 3: ("chap", "pap")}
-
-
-class NetworkPort(Protocol):
-    """One PDP context's attachment to the simulated network (see SimNetwork.attach)."""
-
-    ipv4_address: Any
-    ipv4_peer: Any
-    dns_v4: Any
-    dte_iid: bytes
-    module_iid: bytes
-    mtu: int
-
-    def uplink(self, family: int, packet: bytes) -> None: ...
-
-    def start_advertising(self) -> None: ...
-
-    def detach(self) -> None: ...
-
-
-class Network(Protocol):
-    """What the PPP session needs from the simulated network."""
-
-    def attach(self, cid: int, *, grant: str, send_downlink: Callable[[int, bytes], None]) -> NetworkPort: ...
-
-    def set_embpf_range(self, first: int | None, last: int | None = None) -> None: ...
 
 
 class ModulePppSession(DataSession):
@@ -56,7 +34,7 @@ class ModulePppSession(DataSession):
         send: SendCallback,
         hangup: HangupCallback,
         *,
-        network: Network,
+        network: SimNetwork,
         clock: Callable[[], float],
         wake: Callable[[], None],
     ) -> None:
@@ -64,7 +42,7 @@ class ModulePppSession(DataSession):
         self._clock = clock
         self._wake = wake
         self.closed_reason: str | None = None
-        self.port = network.attach(call.cid, grant=call.pdp_type, send_downlink=self._downlink)
+        self.port = network.attach(call.cid, grant=cast("Grant", call.pdp_type), send_downlink=self._downlink)
         # The applied +UEMBPF range keeps those ports for the module's own apps (app note §4.3).
         network.set_embpf_range(*(call.embedded_port_range or (None, None)))
         ipv4 = call.has_ipv4 and self.port.ipv4_address is not None
@@ -139,7 +117,7 @@ class ModulePppSession(DataSession):
             self.send(data)
 
 
-def ppp_session_factory(network: Network, clock: Callable[[], float], wake: Callable[[], None]) -> DataSessionFactory:
+def ppp_session_factory(network: SimNetwork, clock: Callable[[], float], wake: Callable[[], None]) -> DataSessionFactory:
     """A DataSessionFactory for the Simulator that runs module-side PPP on `network`."""
 
     def factory(call: DataCall, send: SendCallback, hangup: HangupCallback) -> DataSession:

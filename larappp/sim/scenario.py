@@ -8,7 +8,6 @@ network, and the T-Mobile SIM roaming in Germany (IPv4 only, stat 5).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
