@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import time
 from collections.abc import Iterable
@@ -33,6 +34,7 @@ from ipaddress import (
 from typing import Any, Literal, Self
 
 from pyroute2 import AsyncIPRoute
+from pyroute2 import netns as pyroute2_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from larappp.errors import NetworkSetupError
@@ -202,14 +204,39 @@ class Netlink:
             try:
                 if self.netns is None:
                     ipr = AsyncIPRoute()
+                    await ipr.setup_endpoint()
                 else:
-                    ipr = AsyncIPRoute(netns=self.netns, flags=0)  # flags=0: never create it
-                await ipr.setup_endpoint()
+                    ipr = await self._open_in_netns(self.netns)
             except OSError as exc:
                 where = f" in namespace {self.netns}" if self.netns else ""
                 raise NetworkSetupError(f"cannot open rtnetlink{where}: {exc}") from None
             self._ipr = ipr
         return self
+
+    @staticmethod
+    async def _open_in_netns(name: str) -> Any:
+        """The socket is made while this thread is inside `name`, then the thread goes home.
+
+        Not AsyncIPRoute(netns=...): pyroute2 forks a child for that, and such forks from a
+        running asyncio program sent SIGTERM to the whole process group now and then (seen
+        here: the simulator died silently). setns(2) on an fd never forks.
+        """
+        path = f"/run/netns/{name}"
+        if not os.path.exists(path):
+            raise OSError(errno.ENOENT, f"no network namespace {name}")
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(path, os.O_RDONLY)
+        try:
+            pyroute2_netns.setns(target, flags=0)
+            try:
+                ipr = AsyncIPRoute()
+                await ipr.setup_endpoint()
+            finally:
+                pyroute2_netns.setns(home, flags=0)
+        finally:
+            os.close(home)
+            os.close(target)
+        return ipr
 
     def close(self) -> None:
         """Close the socket; the ledger is kept (undo reopens it)."""

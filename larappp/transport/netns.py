@@ -21,14 +21,13 @@ import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from pyroute2 import IPRoute, netns
+from pyroute2 import netns
 
 from larappp.errors import NetworkSetupError
 
 T = TypeVar("T")
 
 NETNS_RUN_DIR = "/var/run/netns"
-IFA_F_NODAD = 0x02  # linux/if_addr.h
 
 
 def netns_path(name: str) -> str:
@@ -41,19 +40,23 @@ def create_netns(name: str, *, loopback_up: bool = True) -> None:
         raise NetworkSetupError(
             f"network namespace {name} exists already: delete it or pick another name"
         )
+    # `ip netns add`, not pyroute2's netns.create: that one forks, and a fork from a
+    # thread of a running asyncio program made the program exit at random (seen here).
     try:
-        netns.create(name)
+        done = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
     except OSError as exc:
         raise NetworkSetupError(
-            f"cannot create network namespace {name} ({exc}): run as root"
+            f"cannot create network namespace {name} ({exc}): install iproute2"
         ) from exc
+    if done.returncode != 0:
+        raise NetworkSetupError(
+            f"cannot create network namespace {name} ({done.stderr.strip()}): run as root"
+        )
     if loopback_up:
-        try:
-            with IPRoute(netns=name) as ipr:
-                ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-        except BaseException:
+        up = subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], capture_output=True, text=True, check=False)
+        if up.returncode != 0:
             delete_netns(name)
-            raise
+            raise NetworkSetupError(f"cannot bring lo up in network namespace {name}: {up.stderr.strip()}")
 
 
 def delete_netns(name: str) -> None:
@@ -122,19 +125,16 @@ def veth_pair(
     IPv6 addresses are added without duplicate address detection, so they are usable at
     once instead of after about two seconds.
     """
-    with IPRoute(netns=ns_a) as ipr:
-        ipr.link("add", ifname=name_a, kind="veth", peer={"ifname": name_b, "net_ns_fd": ns_b})
+    # `ip` commands, not IPRoute(netns=...), which forks (see create_netns).
+    _ip(ns_a, "link", "add", name_a, "type", "veth", "peer", "name", name_b, "netns", ns_b)
     for ns, ifname, addrs in ((ns_a, name_a, addrs_a), (ns_b, name_b, addrs_b)):
-        with IPRoute(netns=ns) as ipr:
-            index = ipr.link_lookup(ifname=ifname)[0]
-            for cidr in addrs:
-                address, _, prefix = cidr.partition("/")
-                ipv6 = ":" in address
-                ipr.addr(
-                    "add",
-                    index=index,
-                    address=address,
-                    prefixlen=int(prefix or (128 if ipv6 else 32)),
-                    flags=IFA_F_NODAD if ipv6 else 0,
-                )
-            ipr.link("set", index=index, state="up")
+        for cidr in addrs:
+            extra = ("nodad",) if ":" in cidr else ()
+            _ip(ns, "addr", "add", cidr, "dev", ifname, *extra)
+        _ip(ns, "link", "set", ifname, "up")
+
+
+def _ip(ns: str, *argv: str) -> None:
+    done = subprocess.run(["ip", "-n", ns, *argv], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise NetworkSetupError(f"ip -n {ns} {' '.join(argv)} failed: {done.stderr.strip()}")
