@@ -103,6 +103,8 @@ class BuiltinPppEngine:
         self._actions: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._attached = False
+        #: received packets the TUN refused (not IP, or the interface not up yet)
+        self.tun_write_errors = 0
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -124,7 +126,9 @@ class BuiltinPppEngine:
             (self._timers(), "timers"),
             (self._configurator(), "configure"),
         ):
-            self._tasks.append(asyncio.create_task(coro, name=f"ppp {self.options.ifname} {name}"))
+            task = asyncio.create_task(coro, name=f"ppp {self.options.ifname} {name}")
+            task.add_done_callback(self._task_ended)
+            self._tasks.append(task)
         self._kick.set()
 
     async def wait_up(self, timeout: float) -> None:
@@ -175,6 +179,14 @@ class BuiltinPppEngine:
             self._attached = False
         return failures
 
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A pump that dies of an unforeseen error ends the session instead of stalling it."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("%s failed", task.get_name(), exc_info=exc)
+        self._finish(f"larappp's {task.get_name()} pump failed: {exc!r}")
+
     def status(self) -> dict[str, object]:
         stats = self.link.stats
         return {
@@ -184,6 +196,7 @@ class BuiltinPppEngine:
             "packets_in": stats.packets_received,
             "packets_out": stats.packets_sent,
             "bad_frames": stats.bad_frames,
+            "tun_write_errors": self.tun_write_errors,
         }
 
     # -- pumps ---------------------------------------------------------------------------
@@ -292,7 +305,13 @@ class BuiltinPppEngine:
             self.slaac.receive_packet(packet, self._clock())
             return
         if self.tun is not None:
-            self.tun.write_packet(packet)  # a full TUN queue drops, as a NIC would
+            try:
+                self.tun.write_packet(packet)  # a full TUN queue drops, as a NIC would
+            except OSError as exc:
+                # The kernel refuses a payload that is no IP packet (EINVAL) and packets
+                # arriving before the interface is up (EIO): drop it, keep the link.
+                self.tun_write_errors += 1
+                log.debug("%s: the kernel refused a received IPv%d packet: %s", self.options.ifname, family, exc)
 
     async def _apply(self, kind: str, value: Any) -> None:
         if kind == "link-up":
