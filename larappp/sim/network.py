@@ -558,7 +558,14 @@ class SimNetwork:
         await netlink.open()
         await netlink.set_link_up("lo")
         for host in plan.internet_addresses:
-            await netlink.add_address("lo", f"{host}/{host.max_prefixlen}", nodad=True)
+            # Only the server addresses may be picked as a source: an unbound socket's
+            # reply (iperf3's UDP test) must come from the address the DTE talked to.
+            # IPv6 avoids deprecated addresses (RFC 6724 rule 3), so the DNS ones are.
+            secondary = host in plan.dns_addresses and host.version == 6
+            await netlink.add_address(
+                "lo", f"{host}/{host.max_prefixlen}", nodad=True,
+                valid_lft=None, preferred_lft=0 if secondary else None,
+            )
         await netlink.set_link_up(self.tun_name)
         await netlink.add_route(self.tun_name, plan.ipv4_pool)
         await netlink.add_route(self.tun_name, plan.ipv6_pool)
