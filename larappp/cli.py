@@ -291,6 +291,15 @@ def _print_status(state: dict[str, Any], *, as_json: bool, stream: Any = sys.std
     for s in state.get("sessions", []):
         extra = f" {s['connect']}" if s.get("connect") else ""
         print(f"  cid {s['cid']} {s['apn']} on {s['port']}: {s['state']}{extra}", file=stream)
+        if s.get("ifname"):
+            v6 = ", ".join(s.get("ipv6_global") or []) or "-"
+            print(
+                f"    {s['ifname']}: IPv4 {s.get('ipv4') or '-'} peer {s.get('ipv4_peer') or '-'}, IPv6 {v6}, "
+                f"DNS {', '.join(s.get('dns') or []) or '-'}",
+                file=stream,
+            )
+        if s.get("error"):
+            print(f"    error: {s['error']}", file=stream)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -35,6 +35,9 @@ class SimConfig:
     reboot_time: float = 1.0
     echo: bool = True
     urc_noise: float = 0.0
+    #: the namespace that plays the operator network and the internet ("" for none: calls
+    #: connect but carry nothing)
+    network: str = "larappp-sim-inet"
 
 
 @dataclass(frozen=True)
@@ -106,10 +109,14 @@ class Config:
 
 
 def default_config() -> Config:
-    """The embedded default: one dual-stack session against the built-in simulator."""
+    """The embedded default: one dual-stack session against the built-in simulator.
+
+    No default route: run in the host's own namespace, it must not take the host's
+    traffic to a simulated network (scripts/demo.py runs it in a namespace with one).
+    """
     return Config(
         modem=ModemConfig(embpf="6000-6200"),
-        sessions=(SessionConfig(cid=1, apn="internet", teardown="escape"),),
+        sessions=(SessionConfig(cid=1, apn="internet", teardown="lcp", default_route=False),),
     )
 
 
@@ -332,4 +339,5 @@ class _Reader:
             reboot_time=float(self._get(w, t, "reboot_time", (int, float), d.reboot_time)),
             echo=self._get(w, t, "echo", bool, d.echo),
             urc_noise=float(self._get(w, t, "urc_noise", (int, float), d.urc_noise)),
+            network=self._get(w, t, "network", str, d.network),
         )

@@ -65,6 +65,7 @@ class Supervisor:
         self.progress = progress or (lambda _m: None)
         self.trace = trace
         self.simulator: Any = None
+        self.sim_network: Any = None
         self.modem: Modem | None = None
         self.sessions: list[Session] = []
         self.state = "starting"
@@ -91,7 +92,18 @@ class Supervisor:
             }
         )
         pty_dir = Path(self.config.modem.runtime_dir) / "sim"
-        self.simulator = Simulator(scenario, pty_dir=str(pty_dir), ports=max(3, len(self.config.sessions)))
+        Path(self.config.modem.state_dir).mkdir(parents=True, exist_ok=True)
+        if sim_cfg.network:
+            from larappp.sim.network import SimNetwork
+
+            # An existing namespace is used as it is: under `ip netns exec` a namespace this
+            # process created would live in that command's private mount namespace only.
+            exists = os.path.exists(f"/run/netns/{sim_cfg.network}")
+            self.sim_network = await SimNetwork.start(sim_cfg.network, create=not exists)
+        self.simulator = Simulator(
+            scenario, pty_dir=str(pty_dir), ports=max(3, len(self.config.sessions)), network=self.sim_network,
+            nvm_path=str(Path(self.config.modem.state_dir) / "sim-nvm.json"),
+        )
         await self.simulator.start()
         self._ports = list(self.simulator.pty_paths)
         self.progress(f"simulator: LARA-R6 on {', '.join(self._ports)}")
@@ -197,6 +209,9 @@ class Supervisor:
         if self.simulator is not None:
             await self.simulator.stop()
             self.simulator = None
+        if self.sim_network is not None:
+            await self.sim_network.stop()
+            self.sim_network = None
         self.state = "down"
         if errors:
             self.error = "; ".join(errors)
