@@ -19,9 +19,9 @@ from larappp.config import Config, SessionConfig
 from larappp.errors import LarapppError
 from larappp.modem import Modem
 from larappp.session import ESCAPE_GUARD_S, PppSettings, Session
-from larappp.vendor import lara_r6 as r6
 from larappp.transport import open_pipe
 from larappp.transport.pipe import Pipe
+from larappp.vendor import lara_r6 as r6
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,10 @@ interface, address, route or DNS fragment behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import random
 import socket
 import subprocess
 import time
@@ -126,9 +128,16 @@ class ModuleSide:
         config: LinkConfig = MODULE_CONFIG,
         *,
         answer_rs: bool = True,
+        drop_to_host: Callable[[int], bool] | None = None,
     ) -> None:
         self.pipe = pipe
         self.link = PppLink("module", config, now=time.monotonic())
+        #: (protocol, code) of every control frame the host sent, in order
+        self.from_host: list[tuple[int, int]] = []
+        self._tap = HdlcDecoder(0)
+        self._drop_to_host = drop_to_host
+        self._filter_decoder = HdlcDecoder(0)
+        self._filter_encoder = HdlcEncoder()
         self.router = RouterAdvertiser(
             PREFIX,
             MODULE_IID,
@@ -180,6 +189,11 @@ class ModuleSide:
         try:
             while True:
                 data = await self.pipe.read()
+                for decoded in self._tap.receive_data(data):
+                    with contextlib.suppress(ValueError):
+                        protocol, info = frame.split_protocol(decoded)
+                        if protocol >= 0x8000:
+                            self.from_host.append((protocol, info[0] if info else -1))
                 self.link.receive_data(data, time.monotonic())
                 self._process()
         except PortClosed:
@@ -230,8 +244,66 @@ class ModuleSide:
 
     def _flush(self) -> None:
         data = self.link.data_to_send()
+        if data and self._drop_to_host is not None:
+            kept = []
+            for decoded in self._filter_decoder.receive_data(data):
+                if not self._drop_to_host(frame.split_protocol(decoded)[0]):
+                    kept.append(decoded)
+            data = self._filter_encoder.encode_many(kept)
         if data:
             self._out.put_nowait(data)
+
+    def sent(self, protocol: int, code: int) -> int:
+        """How many control packets of `protocol` with `code` the host sent."""
+        return self.from_host.count((protocol, code))
+
+
+class RawPeer:
+    """A scripted module speaking raw PPP frames, to misbehave on purpose.
+
+    `answer(protocol, info)` returns the (protocol, info) frames to send back for each
+    frame the host sends.
+    """
+
+    def __init__(
+        self, pipe: MemoryPipe, answer: Callable[[int, bytes], list[tuple[int, bytes]]]
+    ) -> None:
+        self.pipe = pipe
+        self.answer = answer
+        self.received: list[tuple[int, bytes]] = []
+        self._decoder = HdlcDecoder(0)
+        self._encoder = HdlcEncoder()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def requests(self, protocol: int) -> list[tuple[int, bytes]]:
+        """(identifier, options) of the Configure-Requests the host sent for `protocol`."""
+        found = []
+        for got, info in self.received:
+            parsed = parse_control_packet(info)
+            if got == protocol and parsed is not None and parsed[0] == 1:
+                found.append((parsed[1], parsed[2]))
+        return found
+
+    async def _run(self) -> None:
+        with contextlib.suppress(PortClosed):
+            while True:
+                data = await self.pipe.read()
+                out = []
+                for decoded in self._decoder.receive_data(data):
+                    protocol, info = frame.split_protocol(decoded)
+                    self.received.append((protocol, info))
+                    for answer in self.answer(protocol, info):
+                        out.append(frame.build_frame(*answer))
+                if out:
+                    await self.pipe.write(self._encoder.encode_many(out))
 
 
 def engine_options(tmp_path: Path, **overrides: Any) -> EngineOptions:
@@ -270,19 +342,33 @@ class Session:
         module_config: LinkConfig = MODULE_CONFIG,
         *,
         answer_rs: bool = True,
+        drop_to_host: Callable[[int], bool] | None = None,
+        raw_peer: Callable[[int, bytes], list[tuple[int, bytes]]] | None = None,
+        link_timers: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
         self.netns = netns
         self.tmp_path = tmp_path
         self.host_pipe, self.module_pipe = pipe_pair()
-        self.module = ModuleSide(self.module_pipe, module_config, answer_rs=answer_rs)
+        self.module = ModuleSide(
+            self.module_pipe, module_config, answer_rs=answer_rs, drop_to_host=drop_to_host
+        )
+        self.raw = RawPeer(self.module_pipe, raw_peer) if raw_peer is not None else None
         self.notes: list[str] = []
         self.engine = BuiltinPppEngine(
             self.host_pipe, engine_options(tmp_path, **options), on_event=self.notes.append
         )
+        if link_timers:
+            # EngineOptions has no knob for the RFC 1661 restart timer and counters (yet):
+            # swap in a host link with the same configuration and shorter timers.
+            config = replace(self.engine.link.config, **link_timers)
+            self.engine.link = PppLink("host", config, now=time.monotonic())
 
     async def __aenter__(self) -> Session:
-        self.module.start()
+        if self.raw is not None:
+            self.raw.start()
+        else:
+            self.module.start()
         await self.engine.start()
         return self
 
@@ -291,6 +377,8 @@ class Session:
             await stop_and_check_clean(self.engine, self.netns, self.tmp_path)
         finally:
             await self.module.stop()
+            if self.raw is not None:
+                await self.raw.stop()
 
 
 # -- happy path ----------------------------------------------------------------------------
@@ -361,8 +449,20 @@ async def check_udp_both_ways(session: Session, family: int, tag: bytes) -> None
         assert got_family == family
         assert (datagram.src, datagram.src_port, datagram.dst) == (local, port, remote)
         assert datagram.payload == b"up " + tag
-        session.module.send_packet(family, ip.build_udp(remote, local, 7000, port, b"down " + tag))
-        data, source = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), 5)
+        # The kernel installs the local route of a new nodad IPv6 address from a workqueue a
+        # moment after netlink acknowledged the address (a packet that arrives earlier is
+        # dropped as Ip6InAddrErrors), so the downlink datagram is repeated until it lands.
+        down = ip.build_udp(remote, local, 7000, port, b"down " + tag)
+        receiving = asyncio.ensure_future(loop.sock_recvfrom(sock, 2048))
+        try:
+            for _ in range(25):
+                session.module.send_packet(family, down)
+                done, _ = await asyncio.wait({receiving}, timeout=0.2)
+                if done:
+                    break
+            data, source = await asyncio.wait_for(receiving, 0.1)
+        finally:
+            receiving.cancel()
         assert data == b"down " + tag
         assert (IPv4Address(source[0]) if family == 4 else IPv6Address(source[0])) == remote
 
@@ -439,5 +539,211 @@ def test_ip_frames_the_kernel_refuses_do_not_stop_the_pump(netns: str, tmp_path:
             # family from the version nibble and passes the others up for IP to drop
             assert engine.tun_write_errors >= 2
             assert engine.status()["tun_write_errors"] == engine.tun_write_errors
+
+    run_scenario(netns, scenario)
+
+
+def test_a_flood_of_line_noise_is_counted_and_the_link_stays(netns: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Session(netns, tmp_path) as session:
+            engine, module = session.engine, session.module
+            await engine.wait_up(10)
+            rng = random.Random(7)
+            noise = bytearray()
+            for _ in range(2000):  # 2000 flag-delimited pieces of random octets
+                noise += b"\x7e" + rng.randbytes(rng.randint(1, 200)).replace(b"\x7e", b"\x7d")
+            noise += b"\x7e"
+            assert HdlcDecoder(0).receive_data(bytes(noise)) == []  # not one good frame in it
+            decoder = engine.link.decoder
+            seen = decoder.bad_fcs + decoder.too_short + decoder.aborted
+            started = time.monotonic()
+            for offset in range(0, len(noise), 4096):
+                module.inject(bytes(noise[offset : offset + 4096]))
+            await check_udp_both_ways(session, 4, b"after noise")
+            assert time.monotonic() - started < 3
+            assert decoder.bad_fcs + decoder.too_short + decoder.aborted - seen >= 1900
+            assert not engine.terminated.is_set() and engine.families_up == {4, 6}
+
+    run_scenario(netns, scenario)
+
+
+def test_a_pump_that_fails_ends_the_session_with_a_reason(netns: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Session(netns, tmp_path) as session:
+            engine, module = session.engine, session.module
+            await engine.wait_up(10)
+
+            def broken(data: bytes, now: float | None = None) -> None:
+                raise RuntimeError("decoder exploded")
+
+            engine.link.receive_data = broken  # type: ignore[method-assign]
+            module.inject(b"\x7e\x01\x02\x03\x04\x7e")
+            await asyncio.wait_for(engine.terminated.wait(), 2)
+            assert engine.reason == (
+                f"larappp's ppp {IFNAME} serial-in pump failed: RuntimeError('decoder exploded')"
+            )
+            assert len(engine_tasks()) == 4  # the others run until stop()
+
+    run_scenario(netns, scenario)
+
+
+# -- negotiation that goes wrong ---------------------------------------------------------
+
+
+def storm_options(rng: random.Random, count: int) -> bytes:
+    """`count` options LCP does not know, and a few malformed ones in the middle."""
+    unknown = [b"\x00\x02", b"\x04\x02", b"\x06\x02", b"\x09\x03\x00", b"\x0d\x02",
+               b"\x11\x04\x00\x00", b"\x17\x02", b"\x4d\x02", b"\x80\x02", b"\xff\x02"]
+    options = [rng.choice(unknown) for _ in range(count)]
+    options[count // 2 : count // 2] = [b"\x01\x03\x05", b"\x05\x04\x00\x00"]
+    return b"".join(options)
+
+
+def test_option_storm_during_negotiation_still_opens(netns: str, tmp_path: Path) -> None:
+    """Hundreds of Configure-Requests full of unknown options before and while the module's
+    own request comes: each is rejected, the link opens when the storm is over."""
+
+    async def scenario() -> None:
+        rng = random.Random(3)
+        # A storm request that lands after the host acknowledged the module's request
+        # takes the host back to Req-Sent (RFC 1661 RCR- in Ack-Sent): the restart timer
+        # renegotiates, so the module's timers must not run out before the host's.
+        async with Session(netns, tmp_path, link_timers={"restart_interval": 0.2}) as session:
+            engine, module = session.engine, session.module
+            encoder = HdlcEncoder()
+            storm = []
+            for identifier in range(300):
+                options = storm_options(rng, 300)
+                assert len(options) > 600
+                request = control_packet(1, identifier & 0xFF, options)
+                storm.append(encoder.encode(frame.build_frame(frame.LCP, request)))
+            started = time.monotonic()
+            for index, frame_octets in enumerate(storm):
+                module.inject(frame_octets)
+                if index % 50 == 0:
+                    await asyncio.sleep(0)  # interleave with the genuine negotiation
+            await engine.wait_up(10)
+            assert time.monotonic() - started < 8
+            assert engine.families_up == {4, 6}
+            # every storm request got its Configure-Reject (4), none was acknowledged blindly
+            assert module.sent(frame.LCP, 4) >= 300
+            assert engine.link.decoder.bad_fcs == 0
+            await check_udp_both_ways(session, 4, b"after the storm")
+
+    run_scenario(netns, scenario)
+
+
+SHORT_TIMERS = {"restart_interval": 0.1, "max_configure": 4}
+
+
+def test_a_silent_peer_ends_in_max_configure(netns: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Session(
+            netns, tmp_path, raw_peer=lambda protocol, info: [], link_timers=SHORT_TIMERS
+        ) as session:
+            engine = session.engine
+            started = time.monotonic()
+            with pytest.raises(PPPError) as caught:
+                await engine.wait_up(10)
+            assert time.monotonic() - started < 3
+            assert str(caught.value) == (
+                f"PPP on {IFNAME} ended before it was up: LCP: the peer did not agree to any "
+                "of 4 Configure-Requests (it was silent or kept refusing)"
+            )
+            assert engine.terminated.is_set()
+            assert session.raw is not None and len(session.raw.requests(frame.LCP)) == 4
+
+    run_scenario(netns, scenario)
+
+
+def test_a_peer_that_naks_every_request_ends_in_max_configure(netns: str, tmp_path: Path) -> None:
+    suggestions = iter(range(600, 1500))
+
+    def nak_everything(protocol: int, info: bytes) -> list[tuple[int, bytes]]:
+        parsed = parse_control_packet(info)
+        if protocol != frame.LCP or parsed is None or parsed[0] != 1:
+            return []
+        mru = next(suggestions)  # each time yet another MRU
+        return [(frame.LCP, control_packet(3, parsed[1], b"\x01\x04" + mru.to_bytes(2, "big")))]
+
+    async def scenario() -> None:
+        async with Session(
+            netns, tmp_path, raw_peer=nak_everything, link_timers=SHORT_TIMERS
+        ) as session:
+            started = time.monotonic()
+            with pytest.raises(PPPError, match="did not agree to any of 4 Configure-Requests"):
+                await session.engine.wait_up(10)
+            assert time.monotonic() - started < 5
+            assert session.raw is not None
+            # Max-Failure (5) Naks are followed, then the option is dropped and the
+            # unanswered retransmissions run out
+            assert 5 <= len(session.raw.requests(frame.LCP)) <= 12
+
+    run_scenario(netns, scenario)
+
+
+def test_a_peer_that_storms_instead_of_answering_ends_in_max_configure(
+    netns: str, tmp_path: Path
+) -> None:
+    rng = random.Random(5)
+
+    def storm(protocol: int, info: bytes) -> list[tuple[int, bytes]]:
+        parsed = parse_control_packet(info)
+        if protocol != frame.LCP or parsed is None or parsed[0] != 1:
+            return []
+        # never an answer, only more requests full of options nobody knows
+        return [
+            (frame.LCP, control_packet(1, rng.randrange(256), storm_options(rng, 400)))
+            for _ in range(20)
+        ]
+
+    async def scenario() -> None:
+        async with Session(netns, tmp_path, raw_peer=storm, link_timers=SHORT_TIMERS) as session:
+            started = time.monotonic()
+            with pytest.raises(PPPError, match="did not agree to any of 4 Configure-Requests"):
+                await session.engine.wait_up(10)
+            assert time.monotonic() - started < 5
+            assert session.raw is not None
+            rejects = [info for protocol, info in session.raw.received if info[:1] == b"\x04"]
+            assert len(rejects) >= 60  # 20 per request of ours, each rejected
+
+    run_scenario(netns, scenario)
+
+
+def test_an_ncp_that_never_opens_is_a_clear_error(netns: str, tmp_path: Path) -> None:
+    """LCP opens, but the module never answers IPCP: an IPv4-only session fails."""
+
+    async def scenario() -> None:
+        async with Session(
+            netns,
+            tmp_path,
+            drop_to_host=lambda protocol: protocol == frame.IPCP,
+            link_timers=SHORT_TIMERS,
+            families=(4,),
+        ) as session:
+            engine = session.engine
+            with pytest.raises(PPPError) as caught:
+                await engine.wait_up(10)
+            message = str(caught.value)
+            assert message.startswith(f"PPP on {IFNAME}")
+            assert "IP famil" in message or "IPCP" in message
+            assert engine.families_up == set()
+            assert addresses(netns) == set()
+
+    run_scenario(netns, scenario)
+
+
+def test_wait_up_times_out_with_what_is_missing(netns: str, tmp_path: Path) -> None:
+    """A peer that answers nothing, with the default (long) timers: wait_up's own timeout."""
+
+    async def scenario() -> None:
+        async with Session(netns, tmp_path, raw_peer=lambda protocol, info: []) as session:
+            with pytest.raises(PPPError) as caught:
+                await session.engine.wait_up(0.5)
+            assert str(caught.value) == (
+                f"PPP on {IFNAME} was not up within 0.5 s (IPv4, IPv6 not usable yet, LCP "
+                "phase Establish): check the APN and PDP type, or raise the timeout"
+            )
+            assert not session.engine.terminated.is_set()
 
     run_scenario(netns, scenario)
