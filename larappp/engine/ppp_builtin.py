@@ -96,6 +96,8 @@ class BuiltinPppEngine:
         self.reason = ""
         self._up = asyncio.Event()
         self._failure: LarapppError | None = None
+        #: why each expected family was given up (the NCP's own reason), for the error
+        self._families_dropped: list[str] = []
         self._kick = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -278,6 +280,10 @@ class BuiltinPppEngine:
                 if family in self.families_expected and family not in self.families_up:
                     # The network does not offer this family (e.g. IPV6CP rejected on IPv4-only).
                     self.families_expected.discard(family)
+                    self._families_dropped.append(
+                        event.reason if isinstance(event, ev.NetworkProtocolClosed)
+                        else f"the peer Protocol-Rejected {event.name}"
+                    )
                     self._check_up()
             elif isinstance(event, (ev.LinkTerminated, ev.EchoTimedOut, ev.AuthFailed)):
                 self._note(f"{self.options.ifname}: {event}")
@@ -339,7 +345,11 @@ class BuiltinPppEngine:
         if self.families_expected and self.families_expected <= self.families_up:
             self._up.set()
         elif not self.families_expected:
-            self._fail(PPPError(f"PPP on {self.options.ifname}: the network offers none of the configured IP families"))
+            why = "; ".join(self._families_dropped)
+            self._fail(PPPError(
+                f"PPP on {self.options.ifname}: the network offers none of the configured IP families "
+                f"({why}): check the APN and the PDP type"
+            ))
 
     def _fail(self, error: LarapppError) -> None:
         if self._failure is None:

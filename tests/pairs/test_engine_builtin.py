@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -364,7 +364,7 @@ class Session:
             config = replace(self.engine.link.config, **link_timers)
             self.engine.link = PppLink("host", config, now=time.monotonic())
 
-    async def __aenter__(self) -> Session:
+    async def __aenter__(self) -> Self:
         if self.raw is not None:
             self.raw.start()
         else:
@@ -724,9 +724,12 @@ def test_an_ncp_that_never_opens_is_a_clear_error(netns: str, tmp_path: Path) ->
             engine = session.engine
             with pytest.raises(PPPError) as caught:
                 await engine.wait_up(10)
-            message = str(caught.value)
-            assert message.startswith(f"PPP on {IFNAME}")
-            assert "IP famil" in message or "IPCP" in message
+            # the NCP's own reason, not only "no family left"
+            assert str(caught.value) == (
+                f"PPP on {IFNAME}: the network offers none of the configured IP families (IPCP: "
+                "the peer did not agree to any of 4 Configure-Requests (it was silent or kept "
+                "refusing)): check the APN and the PDP type"
+            )
             assert engine.families_up == set()
             assert addresses(netns) == set()
 
@@ -745,5 +748,154 @@ def test_wait_up_times_out_with_what_is_missing(netns: str, tmp_path: Path) -> N
                 "phase Establish): check the APN and PDP type, or raise the timeout"
             )
             assert not session.engine.terminated.is_set()
+
+    run_scenario(netns, scenario)
+
+
+# -- an IPv4-only module, an RA that never comes ---------------------------------------------
+
+IPV4_ONLY_MODULE = replace(MODULE_CONFIG, ipv6=False, ipv6_interface_id=None)
+
+
+def test_ipv6cp_rejected_by_an_ipv4_only_module_comes_up_with_ipv4(
+    netns: str, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with Session(netns, tmp_path, IPV4_ONLY_MODULE) as session:
+            engine, module = session.engine, session.module
+            await engine.wait_up(10)
+            assert engine.families_up == {4} and engine.families_expected == {4}
+            assert module.link.stats.protocol_rejects_sent == 1
+            assert module.sent(frame.IPV6CP, 1) == 1  # asked once, then never again
+            assert any("ProtocolRejected" in note and "IPV6CP" in note for note in session.notes)
+            assert engine.slaac is None
+            assert addresses(netns) == {(str(HOST_V4), 32, str(MODULE_V4))}  # no fe80::
+            assert default_routes(netns, 6) == []
+            fragment = (tmp_path / "resolv.conf.d" / f"{IFNAME}.conf").read_text()
+            assert f"nameserver {DNS_V4}" in fragment and "2001:" not in fragment
+            await check_udp_both_ways(session, 4, b"v4 only")
+            assert not engine.terminated.is_set()
+
+    run_scenario(netns, scenario)
+
+
+def test_ipv6_only_session_against_an_ipv4_only_module_fails_clearly(
+    netns: str, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with Session(netns, tmp_path, IPV4_ONLY_MODULE, families=(6,)) as session:
+            engine, module = session.engine, session.module
+            started = time.monotonic()
+            with pytest.raises(PPPError) as caught:
+                await engine.wait_up(10)
+            assert time.monotonic() - started < 3
+            assert str(caught.value) == (
+                f"PPP on {IFNAME}: the network offers none of the configured IP families "
+                "(the peer Protocol-Rejected IPV6CP): check the APN and the PDP type"
+            )
+            assert engine.terminated.is_set() and engine.reason == str(caught.value)
+            assert module.link.stats.protocol_rejects_sent == 1
+            # the host's link has no network protocol left and ends itself
+            await asyncio.wait_for(module.terminated.wait(), 3)
+            assert module.sent(frame.LCP, 5) >= 1  # Terminate-Request from the host
+            assert addresses(netns) == set()
+
+    run_scenario(netns, scenario)
+
+
+def test_router_advertisement_that_never_comes(netns: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Session(netns, tmp_path, answer_rs=False, rs_interval=0.2) as session:
+            engine, module = session.engine, session.module
+            started = time.monotonic()
+            with pytest.raises(PPPError) as caught:
+                await engine.wait_up(10)
+            # up to 1 s random delay (RFC 4861), 3 RS 0.2 s apart, 0.2 s more for the RA
+            assert time.monotonic() - started < 4
+            assert str(caught.value) == (
+                f"no Router Advertisement on {IFNAME} (no Router Advertisement after 3 Router "
+                "Solicitations): the network gave no IPv6 prefix; check the PDP type, or use "
+                'pdp_type = "IP"'
+            )
+            assert engine.reason == str(caught.value)
+            assert module.solicitations == 3
+            assert engine.families_up == {4}
+            ipv6cp = engine.link.ipv6cp
+            assert ipv6cp is not None
+            link_local = IPv6Address(b"\xfe\x80" + bytes(6) + ipv6cp.local_iid)
+            assert addresses(netns) == {
+                (str(HOST_V4), 32, str(MODULE_V4)),
+                (str(link_local), 64, None),
+            }
+
+    run_scenario(netns, scenario)
+
+
+# -- the end of the link -----------------------------------------------------------------
+
+
+def test_port_vanishing_while_up(netns: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Session(netns, tmp_path) as session:
+            engine = session.engine
+            await engine.wait_up(10)
+            await session.module_pipe.close()
+            await asyncio.wait_for(engine.terminated.wait(), 2)
+            assert engine.reason == "the module's port closed (host: the other end closed)"
+            # the pumps that do not touch the port keep running until stop()
+            assert {t.get_name() for t in engine_tasks()} >= {f"ppp {IFNAME} tun-in"}
+            await engine.wait_up(0.1)  # returns at once: the session had been up
+
+    run_scenario(netns, scenario)
+
+
+def test_terminate_request_from_the_module(netns: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        # RFC 1661: after a Terminate-Request the host waits one restart interval
+        # (Stopping, zrc) before the link is finished; 3 s by default, 0.3 s here
+        async with Session(netns, tmp_path, link_timers={"restart_interval": 0.3}) as session:
+            engine, module = session.engine, session.module
+            await engine.wait_up(10)
+            module.close("network detached")
+            await asyncio.wait_for(engine.terminated.wait(), 3)
+            assert engine.reason == "LCP: the peer sent Terminate-Request (network detached)"
+            assert engine.link.terminated
+            await asyncio.wait_for(module.terminated.wait(), 3)
+            assert module.sent(frame.LCP, 6) == 1  # the host's Terminate-Ack
+            await engine.terminate(timeout=1)  # already over: returns at once
+
+    run_scenario(netns, scenario)
+
+
+def test_terminate_from_the_host(netns: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Session(netns, tmp_path) as session:
+            engine, module = session.engine, session.module
+            await engine.wait_up(10)
+            started = time.monotonic()
+            await engine.terminate(timeout=3)
+            assert time.monotonic() - started < 2
+            assert engine.terminated.is_set() and engine.reason == "larappp down"
+            await asyncio.wait_for(module.terminated.wait(), 1)
+            assert module.sent(frame.LCP, 5) == 1
+            terminated = module.first(ev.LinkTerminated)
+            assert terminated.reason == "LCP: the peer sent Terminate-Request (larappp down)"
+
+    run_scenario(netns, scenario)
+
+
+def test_terminate_from_the_host_when_the_module_is_silent(netns: str, tmp_path: Path) -> None:
+    """The module stops answering: terminate() still returns, after Max-Terminate."""
+
+    async def scenario() -> None:
+        async with Session(netns, tmp_path, link_timers={"restart_interval": 0.2}) as session:
+            engine, module = session.engine, session.module
+            await engine.wait_up(10)
+            await module.stop()
+            started = time.monotonic()
+            await engine.terminate(timeout=3)
+            assert time.monotonic() - started < 2
+            assert engine.terminated.is_set()
+            assert engine.reason == "larappp down"
 
     run_scenario(netns, scenario)
