@@ -7,6 +7,7 @@ Used by both backends: the built-in engine (a TUN) and pppd (a ppp<N> interface)
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -104,7 +105,8 @@ class HostInterface:
     async def apply_slaac(self, event: object, now: float) -> str | None:
         """Apply one SlaacClient event; returns a line for the log, or None."""
         if isinstance(event, (slaac.AddressConfigured, slaac.AddressRefreshed)):
-            valid = _remaining(event.valid_until, now)
+            # The kernel refuses valid_lft 0 (EINVAL); SLAAC removes an expired address itself.
+            valid = _remaining(event.valid_until, now, minimum=1)
             preferred = _remaining(event.preferred_until, now)
             if isinstance(event, slaac.AddressConfigured):
                 await self.netlink.add_ipv6_global(
@@ -176,7 +178,8 @@ class HostInterface:
         return failures
 
 
-def _remaining(until: float | None, now: float) -> int | None:
+def _remaining(until: float | None, now: float, minimum: int = 0) -> int | None:
+    """Whole seconds left, rounded up (a 1 s lifetime applied a moment later is still 1 s)."""
     if until is None:
         return None  # infinite
-    return max(0, int(until - now))
+    return max(minimum, math.ceil(until - now))

@@ -32,7 +32,13 @@ from larappp.engine.ppp_builtin import BuiltinPppEngine, EngineOptions
 from larappp.errors import PortClosed, PPPError
 from larappp.proto import ip
 from larappp.proto.hdlc import HdlcDecoder, HdlcEncoder, append_fcs
-from larappp.proto.ipv6.ndp import ICMPV6_ROUTER_SOLICITATION
+from larappp.proto.ipv6.ndp import (
+    ICMPV6_ROUTER_SOLICITATION,
+    PrefixInformation,
+    RecursiveDnsServers,
+    RouterAdvertisement,
+    build_router_advertisement,
+)
 from larappp.proto.ipv6.slaac import RouterAdvertiser
 from larappp.proto.ppp import events as ev
 from larappp.proto.ppp import frame
@@ -55,6 +61,7 @@ MODULE_IID = bytes.fromhex("02a0c6fffe000001")
 PREFIX = IPv6Network("2001:db8:64:1::/64")
 DNS_V6 = IPv6Address("2001:db8:53::53")
 RA_MTU = 1400
+ROUTER_LL = IPv6Address(b"\xfe\x80" + bytes(6) + MODULE_IID)
 INTERNET_V4 = IPv4Address("192.0.2.10")
 INTERNET_V6 = IPv6Address("2001:db8:ffff::10")
 SCENARIO_TIMEOUT = 25.0  # no test may hang: the whole scenario is bounded
@@ -830,6 +837,68 @@ def test_router_advertisement_that_never_comes(netns: str, tmp_path: Path) -> No
 
     run_scenario(netns, scenario)
 
+
+
+def ra_packet(**fields: Any) -> bytes:
+    """A Router Advertisement from the module's link-local address."""
+    advertisement = RouterAdvertisement(source=ROUTER_LL, **fields)
+    return build_router_advertisement(advertisement)
+
+
+def test_odd_router_advertisements_keep_the_session(netns: str, tmp_path: Path) -> None:
+    """RAs that are malformed, out of range or short-lived: ignored or followed, never fatal."""
+    second = IPv6Network("2001:db8:64:2::/64")
+
+    async def scenario() -> None:
+        async with Session(netns, tmp_path) as session:
+            engine, module = session.engine, session.module
+            await engine.wait_up(10)
+            global_v6, link_local = host_ipv6(engine)
+            iid = global_v6.packed[8:]
+            prefix = PrefixInformation(PREFIX)
+            header_only = ra_packet()[:44]  # cut inside the RA header: checksum and length off
+            for packet in (
+                header_only,
+                ra_packet(mtu=500, prefixes=(prefix,)),  # below the IPv6 minimum
+                ra_packet(mtu=9000, prefixes=(prefix,)),  # above the PPP link's MTU
+                ra_packet(prefixes=(PrefixInformation(IPv6Network("2001:db8:99::/48")),)),
+                ra_packet(prefixes=(PrefixInformation(IPv6Network("2001:db8:98::/64"), True,
+                                                      True, 100, 200),)),  # preferred > valid
+                ip.build_icmpv6(  # hop limit 64: not from the link (RFC 4861 §6.1.2)
+                    ROUTER_LL, "ff02::1", 134, 0, ra_packet(prefixes=(prefix,))[44:], hop_limit=64
+                ),
+                ra_packet(dns=(RecursiveDnsServers((IPv6Address("2001:db8:53::99"),), 0),)),
+                ra_packet(mtu=1300),  # a legitimate change
+                ra_packet(prefixes=(PrefixInformation(second, True, True, 1, 1),)),  # short-lived
+            ):
+                module.send_packet(6, packet)
+            second_address = IPv6Address(second.network_address.packed[:8] + iid)
+            # the short-lived prefix gives an address that goes away on its own
+            deadline = time.monotonic() + 6
+            seen = False
+            while time.monotonic() < deadline:
+                present = [entry[0] for entry in addresses(netns)]
+                seen = seen or str(second_address) in present
+                listed = engine.status()["ipv6_global"]
+                assert isinstance(listed, list)
+                if seen and str(second_address) not in present + listed:
+                    break  # the kernel and SLAAC both let it expire
+                await asyncio.sleep(0.1)
+            assert seen, f"the address of the second prefix never appeared: {engine.reason}"
+            assert addresses(netns) == {
+                (str(HOST_V4), 32, str(MODULE_V4)),
+                (str(link_local), 64, None),
+                (str(global_v6), 64, None),
+            }
+            ipv6_mtu = Path(f"/proc/sys/net/ipv6/conf/{IFNAME}/mtu").read_text()
+            assert int(ipv6_mtu) == 1300
+            fragment = (tmp_path / "resolv.conf.d" / f"{IFNAME}.conf").read_text()
+            assert f"nameserver {DNS_V6}" in fragment and "2001:db8:53::99" not in fragment
+            assert not engine.terminated.is_set() and engine.families_up == {4, 6}
+            assert engine.status()["ipv6_global"] == [str(global_v6)]
+            await check_udp_both_ways(session, 6, b"after odd RAs")
+
+    run_scenario(netns, scenario)
 
 # -- the end of the link -----------------------------------------------------------------
 
