@@ -29,7 +29,7 @@ from typing import Any, Self
 import pytest
 
 from larappp.engine.ppp_builtin import BuiltinPppEngine, EngineOptions
-from larappp.errors import PortClosed, PPPError
+from larappp.errors import NetworkSetupError, PortClosed, PPPError
 from larappp.proto import ip
 from larappp.proto.hdlc import HdlcDecoder, HdlcEncoder, append_fcs
 from larappp.proto.ipv6.ndp import (
@@ -337,6 +337,7 @@ async def stop_and_check_clean(engine: BuiltinPppEngine, netns: str, tmp_path: P
     assert addresses(netns) == set()
     assert default_routes(netns, 4) == [] and default_routes(netns, 6) == []
     assert list((tmp_path / "resolv.conf.d").glob("*")) == []
+    assert await engine.stop() == []  # a second stop() is harmless
 
 
 class Session:
@@ -473,6 +474,29 @@ async def check_udp_both_ways(session: Session, family: int, tag: bytes) -> None
         assert data == b"down " + tag
         assert (IPv4Address(source[0]) if family == 4 else IPv6Address(source[0])) == remote
 
+
+
+def test_an_interface_name_in_use_fails_clearly_and_harms_nothing(
+    netns: str, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with Session(netns, tmp_path) as session:
+            await session.engine.wait_up(10)
+            other_host, _other_module = pipe_pair()
+            second = BuiltinPppEngine(other_host, engine_options(tmp_path))
+            with pytest.raises(NetworkSetupError) as caught:
+                await second.start()
+            assert str(caught.value) == (
+                f"interface '{IFNAME}' already exists and is in use: choose another name"
+            )
+            assert await second.stop() == []
+            assert other_host.owner is None
+            # the first session is untouched: its addresses, DNS and traffic
+            assert (str(HOST_V4), 32, str(MODULE_V4)) in addresses(netns)
+            assert (tmp_path / "resolv.conf.d" / f"{IFNAME}.conf").exists()
+            await check_udp_both_ways(session, 4, b"still mine")
+
+    run_scenario(netns, scenario)
 
 # -- bad frames on a link that is up ----------------------------------------------------
 
@@ -917,6 +941,19 @@ def test_port_vanishing_while_up(netns: str, tmp_path: Path) -> None:
 
     run_scenario(netns, scenario)
 
+
+def test_port_vanishing_during_negotiation(netns: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Session(netns, tmp_path, raw_peer=lambda protocol, info: []) as session:
+            await session.module_pipe.close()
+            with pytest.raises(PPPError) as caught:
+                await session.engine.wait_up(5)
+            assert str(caught.value) == (
+                f"PPP on {IFNAME} ended before it was up: the module's port closed "
+                "(host: the other end closed)"
+            )
+
+    run_scenario(netns, scenario)
 
 def test_terminate_request_from_the_module(netns: str, tmp_path: Path) -> None:
     async def scenario() -> None:
