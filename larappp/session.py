@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from larappp.config import SessionConfig
 from larappp.engine.at import AtCommandError, AtRunner
 from larappp.engine.ppp_builtin import BuiltinPppEngine, EngineOptions
+from larappp.engine.ppp_pppd import PppdEngine
 from larappp.errors import LarapppError
+from larappp.preflight import ppp_backend_choice
 from larappp.transport.pipe import Pipe
 from larappp.vendor import lara_r6 as r6
 
@@ -32,6 +34,7 @@ class PppSettings:
     dns_dir: str = "/run/larappp/resolv.conf.d"
     up_timeout: float = 40.0
     rs_interval: float = 4.0
+    runtime_dir: str = "/run/larappp"
 
 
 @dataclass
@@ -81,7 +84,7 @@ class Session:
         self.pipe: Pipe | None = None
         self.at: AtRunner | None = None
         self.leftover = b""
-        self.engine: BuiltinPppEngine | None = None
+        self.engine: BuiltinPppEngine | PppdEngine | None = None
         self.state = SessionState(name=config.name, cid=config.cid, apn=config.apn, port=port_name)
 
     async def dial(self) -> None:
@@ -103,24 +106,28 @@ class Session:
         settings = self.ppp_settings
         cfg = self.config
         self.state.state = "negotiating"
-        self.engine = BuiltinPppEngine(
-            self.pipe,
-            EngineOptions(
-                ifname=cfg.name,
-                families=settings.families,
-                username=cfg.user,
-                password=cfg.password,
-                auth=cfg.auth,
-                mru=settings.mru,
-                default_route=cfg.default_route,
-                metric=cfg.metric,
-                dns_mode=cfg.dns,
-                dns_dir=settings.dns_dir,
-                rs_interval=settings.rs_interval,
-            ),
-            leftover=self.leftover,
-            on_event=notes,
+        options = EngineOptions(
+            ifname=cfg.name,
+            families=settings.families,
+            username=cfg.user,
+            password=cfg.password,
+            auth=cfg.auth,
+            mru=settings.mru,
+            default_route=cfg.default_route,
+            metric=cfg.metric,
+            dns_mode=cfg.dns,
+            dns_dir=settings.dns_dir,
+            rs_interval=settings.rs_interval,
         )
+        # "auto": pppd where /dev/ppp works and pppd is installed, else the built-in engine.
+        backend = ppp_backend_choice()[0] if cfg.backend == "auto" else cfg.backend
+        if backend == "pppd":
+            self.engine = PppdEngine(
+                self.pipe, options, leftover=self.leftover, on_event=notes,
+                runtime_dir=settings.runtime_dir, secrets=self._secrets,
+            )
+        else:
+            self.engine = BuiltinPppEngine(self.pipe, options, leftover=self.leftover, on_event=notes)
         self.leftover = b""
         await self.engine.start()
         await self.engine.wait_up(settings.up_timeout)

@@ -187,6 +187,7 @@ class Supervisor:
             mru=max(576, min(mru, 1500)),
             dns_dir=str(Path(self.config.modem.runtime_dir) / "resolv.conf.d"),
             rs_interval=1.0 if self.config.uses_simulator else 4.0,
+            runtime_dir=self.config.modem.runtime_dir,
         )
 
     def refresh(self) -> None:
