@@ -99,6 +99,7 @@ class BuiltinPppEngine:
         #: why each expected family was given up (the NCP's own reason), for the error
         self._families_dropped: list[str] = []
         self._kick = asyncio.Event()
+        self._timer_kick = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
         self._pending_out = 0
@@ -244,7 +245,10 @@ class BuiltinPppEngine:
             now = self._clock()
             delay = min(deadlines) - now if deadlines else 1.0
             if delay > 0:
-                await asyncio.sleep(min(delay, 1.0))
+                # Woken early when new input may have set an earlier deadline.
+                self._timer_kick.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._timer_kick.wait(), min(delay, 1.0))
             now = self._clock()
             self.link.handle_timer(now)
             if self.slaac is not None:
@@ -278,13 +282,18 @@ class BuiltinPppEngine:
                 family = 6 if "IPV6" in name else 4 if "IPCP" in name else 0
                 self._note(f"{self.options.ifname}: {event}")
                 if family in self.families_expected and family not in self.families_up:
-                    # The network does not offer this family (e.g. IPV6CP rejected on IPv4-only).
-                    self.families_expected.discard(family)
-                    self._families_dropped.append(
-                        event.reason if isinstance(event, ev.NetworkProtocolClosed)
-                        else f"the peer Protocol-Rejected {event.name}"
-                    )
-                    self._check_up()
+                    if isinstance(event, ev.ProtocolRejected):
+                        # The network does not offer this family (IPV6CP rejected on IPv4-only).
+                        self.families_expected.discard(family)
+                        self._families_dropped.append(f"the peer Protocol-Rejected {event.name}")
+                        self._check_up()
+                    else:
+                        # Offered but never agreed: the session is up only with every
+                        # configured family usable.
+                        self._fail(PPPError(
+                            f"PPP on {self.options.ifname} did not open {event.protocol} ({event.reason}): "
+                            "check the APN and the PDP type"
+                        ))
             elif isinstance(event, (ev.LinkTerminated, ev.EchoTimedOut, ev.AuthFailed)):
                 self._note(f"{self.options.ifname}: {event}")
                 if isinstance(event, ev.LinkTerminated):
@@ -305,6 +314,7 @@ class BuiltinPppEngine:
                 else:
                     self._actions.put_nowait(("slaac", sev))
         self._kick.set()
+        self._timer_kick.set()
 
     def _deliver(self, family: int, packet: bytes) -> None:
         if family == 6 and self.slaac is not None and len(packet) > 40 and packet[6] == ICMPV6 and packet[40] == ROUTER_ADVERTISEMENT:

@@ -757,7 +757,7 @@ def test_an_ncp_that_never_opens_is_a_clear_error(netns: str, tmp_path: Path) ->
                 await engine.wait_up(10)
             # the NCP's own reason, not only "no family left"
             assert str(caught.value) == (
-                f"PPP on {IFNAME}: the network offers none of the configured IP families (IPCP: "
+                f"PPP on {IFNAME} did not open IPCP (IPCP: "
                 "the peer did not agree to any of 4 Configure-Requests (it was silent or kept "
                 "refusing)): check the APN and the PDP type"
             )
