@@ -31,11 +31,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from larappp.errors import PortClosed, PortError
 from larappp.transport.pipe import Pipe
@@ -166,6 +166,38 @@ def pppd_guest_script(
     )
 
 
+# -- the simulator on the host ----------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running_simulator(
+    scenario: Any = None, *, ports: int = 3, network: bool = True
+) -> AsyncIterator[Any]:
+    """larappp's LARA-R6 simulator on pty ports (a temporary folder), with its internet in a
+    throw-away network namespace when `network`; everything removed on exit, also on errors.
+
+    Pass `sim.pty_paths[:n]` to `PppdVm(host_ttys=...)`: the guest's ttyS1.. are its ports.
+    """
+    from larappp.sim import Simulator
+    from larappp.sim.network import SimNetwork
+
+    net = None
+    pty_dir = tempfile.mkdtemp(prefix="larappp-vm-sim-")
+    try:
+        if network:
+            net = await SimNetwork.start(f"lppvm-{os.getpid()}-{os.urandom(3).hex()}")
+        sim = Simulator(scenario, ports=ports, pty_dir=pty_dir, network=net)
+        await sim.start()
+        try:
+            yield sim
+        finally:
+            await sim.stop()
+    finally:
+        if net is not None:
+            await net.stop()
+        shutil.rmtree(pty_dir, ignore_errors=True)
+
+
 # -- the serial line as a Pipe ---------------------------------------------------------------
 
 
@@ -244,12 +276,19 @@ class PppdVm:
         tb_size_mb: int = 32,
         artifacts: VmArtifacts | None = None,
         extra_append: str = "",
+        host_ttys: Sequence[str] = (),
     ) -> None:
+        """`host_ttys`: host tty paths (e.g. the simulator's pty ports) QEMU opens itself as
+        the guest's ttyS1, ttyS2, ... instead of the unix socket on ttyS1 (then there is no
+        `open_pipe()`: the guest talks to those ttys directly)."""
         self.guest_script = guest_script
         self.memory_mb = memory_mb
         self.tb_size_mb = tb_size_mb
         self.artifacts = artifacts
         self.extra_append = extra_append
+        self.host_ttys = list(host_ttys)
+        if len(self.host_ttys) > 3:
+            raise ValueError("the guest has four UARTs: the console and at most three host ttys")
         self.workdir: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         #: time.monotonic() when QEMU was started
@@ -363,10 +402,7 @@ class PppdVm:
             "-append", append,
             "-chardev", f"file,id=console,path={self.console_path}",
             "-serial", "chardev:console",
-            # The socket backend, not pty: a pty drops what the guest sends while the
-            # host side is closed, and pppd's first Configure-Requests would be lost.
-            "-chardev", f"socket,id=ppp,path={self.serial_path},server=on,wait=off",
-            "-serial", "chardev:ppp",
+            *self._serial_options(),
             "-virtfs",
             "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
             "-virtfs",
@@ -383,7 +419,23 @@ class PppdVm:
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
         )
-        self._serial = self._connect_serial()
+        if not self.host_ttys:
+            self._serial = self._connect_serial()
+
+    def _serial_options(self) -> list[str]:
+        if not self.host_ttys:
+            # The socket backend, not pty: a pty drops what the guest sends while the
+            # host side is closed, and pppd's first Configure-Requests would be lost.
+            return [
+                "-chardev", f"socket,id=ppp,path={self.serial_path},server=on,wait=off",
+                "-serial", "chardev:ppp",
+            ]
+        # QEMU opens each host tty itself (a pty's other end must stay open meanwhile).
+        options: list[str] = []
+        for index, path in enumerate(self.host_ttys, start=1):
+            options += ["-chardev", f"serial,id=tty{index},path={os.path.realpath(path)}",
+                        "-serial", f"chardev:tty{index}"]
+        return options
 
     def _connect_serial(self) -> socket.socket:
         deadline = time.monotonic() + 10.0

@@ -1,0 +1,203 @@
+"""Tier c: larappp with backend = "pppd", run inside the QEMU VM (whose kernel has PPP),
+against the simulator on the host.
+
+QEMU opens the simulator's ports 0 and 1 as the guest's ttyS1 and ttyS2. In the guest,
+`larappp up` brings the module up over ttyS1 and dials two sessions, each carried by its
+own pppd (lara1 on ttyS1 without authentication; lara2 on ttyS2 with CHAP, a password
+that needs quoting, and a route metric): IPv4 with DNS, global IPv6 by SLAAC from the
+module's RA (with RDNSS), traffic to the module and to the simulated internet, then
+`larappp down` (LCP teardown), and nothing left behind: no ppp interface, no pppd, no
+runtime files. The guest's /etc/ppp is made hostile first (a plugin that does not
+exist in /etc/ppp/options, an ip-pre-up that leaves a mark): pppd must not see it.
+
+The guest runs this checkout (PYTHONPATH from this file's path) with the interpreter
+running the tests, and writes what it saw to the share; the assertions run here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import compileall
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from larappp.sim.network import AddressPlan
+from larappp.sim.scenario import Scenario
+from tests.vm.qemu import PppdVm, VmArtifacts, running_simulator
+
+REPO = Path(__file__).resolve().parents[2]
+PLAN = AddressPlan()
+USER = "lara user"
+PASSWORD = "p#ss w'rd 1"
+
+CONFIG = f"""
+[modem]
+port = "/dev/ttyS1"
+runtime_dir = "/run/larappp"
+command_timeout = 20
+
+[[session]]
+cid = 1
+apn = "internet"
+backend = "pppd"
+dns = "file"
+teardown = "lcp"
+
+[[session]]
+cid = 2
+apn = "second"
+port = "/dev/ttyS2"
+backend = "pppd"
+auth = "chap"
+user = "{USER}"
+password = "{PASSWORD}"
+metric = 500
+dns = "file"
+teardown = "lcp"
+"""
+
+GUEST = r"""
+set -u
+exec 2>>/share/guest.err
+export PYTHONPATH={repo}
+PY={python}
+note() {{ echo "$1=$2" >>/share/results.txt; }}
+mkdir -p /etc/larappp
+cat >/etc/larappp/larappp.toml <<'LARAPPP_CONFIG'
+{config}LARAPPP_CONFIG
+# A hostile host /etc/ppp: pppd would fail on the plugin, and ip-pre-up leaves a mark.
+echo "plugin /nonexistent/larappp-must-not-load.so" >>/etc/ppp/options
+printf '#!/bin/sh\ntouch /share/host-ip-pre-up-ran\n' >/etc/ppp/ip-pre-up
+chmod 755 /etc/ppp/ip-pre-up
+rm -f /etc/ppp/resolv.conf
+
+$PY -m larappp.cli -c /etc/larappp/larappp.toml check >/share/check.txt 2>&1
+note check $?
+t0=$(cut -d' ' -f1 /proc/uptime)
+$PY -m larappp.cli -c /etc/larappp/larappp.toml up >/share/up.txt 2>&1
+note up $?
+note up_seconds "$(awk -v a="$t0" '{{print $1 - a}}' /proc/uptime)"
+cp /run/larappp/state.json /share/state.json
+ip -o addr show >/share/addr.txt
+{{ ip route; ip -6 route; }} >/share/routes.txt
+cat /run/larappp/resolv.conf.d/*.conf >/share/dns.txt
+for f in /run/larappp/pppd /run/larappp/pppd/lara1 /run/larappp/pppd/lara1/larappp.options /run/larappp/pppd/lara2/larappp.options /run/larappp/pppd/lara1/ip-up; do
+    note "mode:$f" "$(stat -c %a "$f")"
+done
+for pid in $(pgrep -x pppd); do
+    tr '\0' ' ' </proc/$pid/cmdline >>/share/pppd-argv.txt; echo >>/share/pppd-argv.txt
+    tr '\0' '\n' </proc/$pid/environ >>/share/pppd-env.txt
+done
+note pppd_count "$(pgrep -x pppd | wc -l)"
+ping_check() {{ if ping -c 2 -i 0.3 -W 3 "$@" >/dev/null 2>&1; then echo ok; else echo FAIL; fi; }}
+note ping_module_v4 "$(ping_check -I lara1 {module_v4})"
+note ping_server_v4 "$(ping_check -I lara1 {server_v4})"
+note ping_server_v4_lara2 "$(ping_check -I lara2 {server_v4})"
+note ping_module_v6 "$(ping_check -I lara1 {module_v6})"
+note ping_server_v6 "$(ping_check {server_v6})"
+note ping_server_v6_lara2 "$(ping_check -I lara2 {server_v6})"
+note dns_answer "$(dig +short +time=3 +tries=2 @{dns_v4} server.larappp.test A)"
+
+t0=$(cut -d' ' -f1 /proc/uptime)
+$PY -m larappp.cli -c /etc/larappp/larappp.toml down >/share/down.txt 2>&1
+note down $?
+note down_seconds "$(awk -v a="$t0" '{{print $1 - a}}' /proc/uptime)"
+cp /run/larappp/state.json /share/state-after.json 2>/dev/null
+cp /run/larappp/larappp.log /share/larappp.log 2>/dev/null
+note links_after "$(ip -o link show | grep -c -E 'lara|ppp')"
+note pppd_after "$(pgrep -x pppd | wc -l)"
+note larappp_after "$(pgrep -f 'larappp.cli' | wc -l)"
+note runtime_after "$(ls -A /run/larappp | tr '\n' ' ')"
+note dns_files_after "$(ls -A /run/larappp/resolv.conf.d 2>/dev/null | wc -l)"
+note pidfiles_after "$(ls /run/lara1.pid /run/lara2.pid /run/ppp*.pid 2>/dev/null | wc -l)"
+note etc_ppp_resolv "$(test -e /etc/ppp/resolv.conf && echo present || echo absent)"
+note routes_after "$(ip route | grep -c -E 'lara|ppp') $(ip -6 route | grep -c -E 'lara|ppp')"
+note done 1
+"""
+
+
+def results(vm: PppdVm) -> dict[str, str]:
+    text = vm.read_share("results.txt") or ""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_larappp_with_pppd_in_the_vm(vm_artifacts: VmArtifacts, pppd_vm: Callable[..., PppdVm]) -> None:
+    compileall.compile_dir(str(REPO / "larappp"), quiet=1)  # the guest imports, TCG need not compile
+    module_v6, dte_v6 = PLAN.module_ipv6(1), PLAN.dte_ipv6(1)
+    script = GUEST.format(
+        repo=REPO, python=sys.executable, config=CONFIG, module_v4=PLAN.ipv4_peer(1),
+        server_v4=PLAN.server_v4, module_v6=module_v6, server_v6=PLAN.server_v6, dns_v4=PLAN.dns_v4[0],
+    )
+
+    async def session() -> tuple[PppdVm, dict[str, int]]:
+        async with running_simulator(Scenario(operator="europe", name="europe"), ports=3) as sim:
+            vm = pppd_vm(script, host_ttys=sim.pty_paths[:2], memory_mb=384)
+            await vm.wait_async(300)
+            return vm, dict(sim.module.counters)
+
+    vm, counters = asyncio.run(session())
+    got = results(vm)
+    context = f"results {got}\nup: {vm.read_share('up.txt')}\ndown: {vm.read_share('down.txt')}\nerr: {vm.read_share('guest.err')}"
+    assert got.get("done") == "1", context
+    assert got["check"] == "0", vm.read_share("check.txt")
+    assert "auto -> pppd" in (vm.read_share("check.txt") or "")
+    assert got["up"] == "0", context
+
+    # both sessions up, through pppd, with addresses from IPCP and SLAAC
+    state = json.loads(vm.read_share("state.json") or "{}")
+    sessions = {s["name"]: s for s in state["sessions"]}
+    assert sessions.keys() == {"lara1", "lara2"}
+    for cid, name in ((1, "lara1"), (2, "lara2")):
+        s = sessions[name]
+        assert (s["state"], s["backend"], s["families_up"]) == ("up", "pppd", [4, 6]), s
+        assert s["ipv4"] == str(PLAN.ipv4_address(cid)) and s["ipv4_peer"] == str(PLAN.ipv4_peer(cid))
+        assert s["ipv6_global"] == [str(PLAN.dte_ipv6(cid))]
+        assert s["ipv6_link_local"] == "fe80::90a1:5cfc:3cc9:7301"
+        assert s["dns"] == [*map(str, PLAN.dns_v4), *map(str, PLAN.dns_v6)]
+    addresses = vm.read_share("addr.txt") or ""
+    assert f"inet {PLAN.ipv4_address(1)} peer {PLAN.ipv4_peer(1)}/32" in addresses
+    assert f"inet6 {dte_v6}/64 scope global" in addresses
+    routes = vm.read_share("routes.txt") or ""
+    assert "default dev lara1 proto static scope link" in routes
+    assert "default dev lara2 proto static scope link metric 500" in routes
+    assert "default via fe80::2a0b:ad40:1:102a dev lara2 proto static metric 500" in routes
+    dns = vm.read_share("dns.txt") or ""
+    assert f"nameserver {PLAN.dns_v4[0]}" in dns and f"nameserver {PLAN.dns_v6[0]}" in dns  # IPCP and RDNSS
+
+    # the runtime folder is private; secrets only in its 0600 options files
+    assert got["mode:/run/larappp/pppd"] == "700" and got["mode:/run/larappp/pppd/lara1"] == "700"
+    assert got["mode:/run/larappp/pppd/lara1/larappp.options"] == "600"
+    assert got["mode:/run/larappp/pppd/lara2/larappp.options"] == "600"
+    assert got["pppd_count"] == "2"
+    argv, env = vm.read_share("pppd-argv.txt") or "", vm.read_share("pppd-env.txt") or ""
+    assert argv.count("/usr/sbin/pppd /dev/pts/") == 2 and "file /run/larappp/pppd/lara2/larappp.options" in argv
+    for secret in (PASSWORD, USER, "p#ss"):
+        for where, text in (("argv", argv), ("environment", env), ("up", vm.read_share("up.txt") or ""),
+                            ("state", vm.read_share("state.json") or ""), ("log", vm.read_share("larappp.log") or "")):
+            assert secret not in text, f"a secret in pppd's {where}"
+
+    # traffic: the module answers for itself, the simulated internet through it
+    for key in ("ping_module_v4", "ping_server_v4", "ping_server_v4_lara2", "ping_module_v6",
+                "ping_server_v6", "ping_server_v6_lara2"):
+        assert got[key] == "ok", (key, context)
+    assert got["dns_answer"] == str(PLAN.server_v4)
+
+    # pppd never saw the host's /etc/ppp: no plugin error, no ip-pre-up, no resolv.conf
+    assert vm.read_share("host-ip-pre-up-ran") is None
+    assert "reads the host's /etc/ppp" not in (vm.read_share("larappp.log") or "")
+    assert got["etc_ppp_resolv"] == "absent"
+
+    # down: both calls ended by LCP (the module said NO CARRIER), nothing left behind
+    assert got["down"] == "0", context
+    assert "larappp is down" in (vm.read_share("down.txt") or "")
+    assert (got["links_after"], got["pppd_after"], got["larappp_after"]) == ("0", "0", "0"), got
+    # what stays: the state `larappp status` reads, the daemon's log, the DNS folder (empty)
+    assert set(got["runtime_after"].split()) <= {"state.json", "larappp.log", "resolv.conf.d"}, got
+    assert got["dns_files_after"] == "0"
+    assert got["pidfiles_after"] == "0" and got["routes_after"].split() == ["0", "0"]
+    after = json.loads(vm.read_share("state-after.json") or "{}")
+    assert after["state"] == "down" and not after["error"], after
+    assert {k: v for k, v in counters.items() if k.startswith("calls_ended_")} == {"calls_ended_lcp: LCP: the peer sent Terminate-Request (User request)": 2}, counters
+    print(f"\nVM tier c: larappp up {float(got['up_seconds']):.1f} s, down {float(got['down_seconds']):.1f} s (guest time, TCG)")
