@@ -118,6 +118,8 @@ def _assert_clean_after_down(cli: Cli, cfg: Path, n: Net, ports: list[str]) -> N
 
 def test_one_session_carries_ipv4_ipv6_dns_and_iperf(cli: Cli, net) -> None:  # type: ignore[no-untyped-def]
     n = net()
+    # A router forwards: SLAAC must still work (the kernel ignores RAs there unless accept_ra=2).
+    n.dte_run("sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1", "net.ipv4.ip_forward=1")
     cfg = _config(cli, n, _session(n.sim.ptys[0], 1, "internet"))
     state = _up(cli, cfg, n)
     sess = state["sessions"][0]
