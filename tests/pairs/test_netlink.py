@@ -6,19 +6,17 @@ import asyncio
 import json
 import os
 import subprocess
-import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from pyroute2 import netns as pyroute2_netns
 
 from larappp.errors import NetworkSetupError
 from larappp.transport.netlink import LedgerEntry, Netlink
 from larappp.transport.tun import Tun
+from tests.nshelp import in_netns, ip_json
 
 pytestmark = [
     pytest.mark.root,
@@ -31,46 +29,6 @@ HOST_IID = bytes.fromhex("90a15cfc3cc97301")
 HOST_LL = "fe80::90a1:5cfc:3cc9:7301"
 GLOBAL = "2a0b:ad40:1:102a:90a1:5cfc:3cc9:7301"
 ROUTER_LL = "fe80::2a0b:ad40:1:102a"
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    """A fresh network namespace, deleted afterwards even when the test fails."""
-    name = f"lpnl-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def in_netns(name: str, function: Callable[[], T]) -> T:
-    """Run `function` in a thread that entered namespace `name`; re-raise its exception."""
-    outcome: dict[str, Any] = {}
-
-    def body() -> None:
-        pyroute2_netns.pushns(name)
-        try:
-            outcome["value"] = function()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-            outcome["error"] = exc
-        finally:
-            pyroute2_netns.popns()
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "namespace thread hung"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
-
-
-def ip_json(namespace: str, *args: str) -> Any:
-    done = subprocess.run(
-        ["ip", "-n", namespace, "-j", *args], capture_output=True, text=True, check=True
-    )
-    return json.loads(done.stdout or "[]")
 
 
 def addr_set(namespace: str, ifname: str) -> set[tuple[str, str | None, int]]:

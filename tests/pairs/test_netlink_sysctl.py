@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
-from pyroute2 import netns as pyroute2_netns
 
 from larappp.errors import ConfigError, NetworkSetupError
 from larappp.transport.sysctl import Sysctl, SysctlChange
 from larappp.transport.tun import Tun
+from tests.nshelp import in_netns
 
 T = TypeVar("T")
 
@@ -101,38 +98,6 @@ def test_bad_keys_and_missing_values(fake_root: Path) -> None:
     with pytest.raises(ValueError):
         sysctl.set_forwarding(5, True)
     assert sysctl.changes == []
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    """A fresh network namespace, deleted afterwards even when the test fails."""
-    name = f"lpsys-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def in_netns(name: str, function: Callable[[], T]) -> T:
-    outcome: dict[str, Any] = {}
-
-    def body() -> None:
-        pyroute2_netns.pushns(name)
-        try:
-            outcome["value"] = function()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-            outcome["error"] = exc
-        finally:
-            pyroute2_netns.popns()
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
 
 
 def ns_read(namespace: str, key: str) -> str:

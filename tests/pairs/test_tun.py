@@ -7,18 +7,15 @@ import json
 import os
 import socket
 import subprocess
-import threading
-import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
-from pyroute2 import netns as pyroute2_netns
 
 from larappp.errors import ConfigError, NetworkSetupError
 from larappp.proto import ip
 from larappp.transport.netlink import Netlink
 from larappp.transport.tun import Tun
+from tests.nshelp import in_netns, ip_json
 
 pytestmark = [
     pytest.mark.root,
@@ -27,46 +24,6 @@ pytestmark = [
 ]
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    """A fresh network namespace, deleted afterwards even when the test fails."""
-    name = f"lptun-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def in_netns(name: str, function: Callable[[], T]) -> T:
-    """Run `function` in a thread that entered namespace `name`; re-raise its exception."""
-    outcome: dict[str, Any] = {}
-
-    def body() -> None:
-        pyroute2_netns.pushns(name)
-        try:
-            outcome["value"] = function()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-            outcome["error"] = exc
-        finally:
-            pyroute2_netns.popns()
-
-    thread = threading.Thread(target=body, name=f"in-{name}")
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "namespace thread hung"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
-
-
-def ip_json(namespace: str, *args: str) -> Any:
-    done = subprocess.run(
-        ["ip", "-n", namespace, "-j", *args], capture_output=True, text=True, check=True
-    )
-    return json.loads(done.stdout or "[]")
 
 
 def link_names(namespace: str) -> set[str]:

@@ -9,18 +9,12 @@ same address and route and is fully undone by the ledger.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
-import subprocess
-import threading
-import uuid
-from collections.abc import Callable, Iterator
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any, TypeVar
 
 import pytest
-from pyroute2 import netns as pyroute2_netns
 
 from larappp.proto import ip
 from larappp.proto.ipv6 import ndp
@@ -35,6 +29,7 @@ from larappp.proto.ipv6.slaac import (
 from larappp.transport.netlink import Netlink
 from larappp.transport.sysctl import Sysctl
 from larappp.transport.tun import Tun
+from tests.nshelp import in_netns, ip_json
 
 pytestmark = [
     pytest.mark.root,
@@ -51,46 +46,6 @@ HOST_LL = ndp.link_local_from_iid(HOST_IID)
 ROUTER_LL = ndp.link_local_from_iid(MODULE_IID)
 DNS = IPv6Address("2001:db8:53::1")
 RA_MTU = 1380
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    """A fresh network namespace, deleted afterwards even when the test fails."""
-    name = f"lpslaac-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def in_netns(name: str, function: Callable[[], T]) -> T:
-    """Run `function` in a thread that entered namespace `name`; re-raise its exception."""
-    outcome: dict[str, Any] = {}
-
-    def body() -> None:
-        pyroute2_netns.pushns(name)
-        try:
-            outcome["value"] = function()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-            outcome["error"] = exc
-        finally:
-            pyroute2_netns.popns()
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "namespace thread hung"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
-
-
-def ip_json(namespace: str, *args: str) -> Any:
-    done = subprocess.run(
-        ["ip", "-n", namespace, "-j", *args], capture_output=True, text=True, check=True
-    )
-    return json.loads(done.stdout or "[]")
 
 
 def make_router() -> RouterAdvertiser:
