@@ -288,7 +288,7 @@ class PppdEngine:
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[str], None] | None = None,
         runtime_dir: str | Path = "/run/larappp",
-        pppd: str = PPPD,
+        pppd: str | None = None,
         unit: int | None = None,
         echo_failures: int = ECHO_FAILURES,
         isolate: bool = True,
@@ -299,7 +299,8 @@ class PppdEngine:
         self._leftover = leftover
         self._clock = clock
         self._note = on_event or (lambda _m: None)
-        self.pppd = pppd
+        #: pppd's path: given, else found on the system search path (as `larappp check` does)
+        self.pppd = pppd or shutil.which("pppd", path=_PATH) or PPPD
         self.unit = unit
         self.echo_failures = echo_failures
         self.isolate = isolate
