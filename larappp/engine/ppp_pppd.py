@@ -568,8 +568,11 @@ class PppdEngine:
     async def _forward_last_frames(self, limit: float = 1.0) -> None:
         """After pppd's exit: let what it wrote last (a Terminate-Ack) reach the module."""
         deadline = time.monotonic() + limit
+        idle = 0
         while self.pty is not None and self.pty.is_open and time.monotonic() < deadline:
-            if not self._forwarding and self.pty.pending() == 0:
+            # twice idle, 10 ms apart: the kernel hands the slave's last bytes over a moment late
+            idle = idle + 1 if not self._forwarding and self.pty.pending() == 0 else 0
+            if idle >= 2:
                 return
             await asyncio.sleep(0.01)
 
