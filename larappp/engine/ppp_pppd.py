@@ -350,15 +350,21 @@ class PppdEngine:
             self.pty = PtyPair.open()
             argv = [self.pppd, self.pty.slave_path, "file", str(self.folder / "larappp.options")]
             command = await self._isolated(argv, binds)
-            self.process = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                env={"PATH": _PATH, "LANG": "C"},
-                start_new_session=True,  # the terminal's signals are larappp's; it ends pppd in order
-                cwd=str(self.folder),
-            )
+            try:
+                self.process = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                    env={"PATH": _PATH, "LANG": "C"},
+                    start_new_session=True,  # the terminal's signals are larappp's; it ends pppd in order
+                    cwd=str(self.folder),
+                )
+            except OSError as exc:
+                raise PPPError(f"cannot start {command[0]} ({exc.strerror or exc}): check the ppp package") from None
+        except OSError as exc:
+            await self.stop()
+            raise PPPError(f"cannot prepare pppd's runtime folder {self.folder}: {exc}") from None
         except BaseException:
             await self.stop()
             raise
@@ -378,7 +384,9 @@ class PppdEngine:
     def _prepare_folder(self) -> list[tuple[str, str]]:
         """Write the runtime folder; returns the bind mounts that make it pppd's /etc/ppp."""
         folder = self.folder
-        if folder.exists() or folder.is_symlink():
+        if folder.is_symlink():
+            folder.unlink()
+        elif folder.exists():
             shutil.rmtree(folder, ignore_errors=True)  # left by a larappp that was killed
         folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder.mkdir(mode=0o700)
