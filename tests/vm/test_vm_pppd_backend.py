@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import compileall
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from larappp.sim.module import AuthSetting
 from larappp.sim.network import AddressPlan
 from larappp.sim.scenario import Scenario
 from tests.vm.qemu import PppdVm, VmArtifacts, running_simulator
@@ -76,7 +78,8 @@ rm -f /etc/ppp/resolv.conf
 $PY -m larappp.cli -c /etc/larappp/larappp.toml check >/share/check.txt 2>&1
 note check $?
 t0=$(cut -d' ' -f1 /proc/uptime)
-$PY -m larappp.cli -c /etc/larappp/larappp.toml up >/share/up.txt 2>&1
+# -v: the AT trace and pppd's debug log go to larappp.log, secrets masked
+$PY -m larappp.cli -v -c /etc/larappp/larappp.toml up >/share/up.txt 2>&1
 note up $?
 note up_seconds "$(awk -v a="$t0" '{{print $1 - a}}' /proc/uptime)"
 cp /run/larappp/state.json /share/state.json
@@ -127,12 +130,15 @@ def test_larappp_with_pppd_in_the_vm(vm_artifacts: VmArtifacts, pppd_vm: Callabl
     compileall.compile_dir(str(REPO / "larappp"), quiet=1)  # the guest imports, TCG need not compile
     module_v6, dte_v6 = PLAN.module_ipv6(1), PLAN.dte_ipv6(1)
     script = GUEST.format(
-        repo=REPO, python=sys.executable, config=CONFIG, module_v4=PLAN.ipv4_peer(1),
+        repo=shlex.quote(str(REPO)), python=shlex.quote(sys.executable), config=CONFIG, module_v4=PLAN.ipv4_peer(1),
         server_v4=PLAN.server_v4, module_v6=module_v6, server_v6=PLAN.server_v6, dns_v4=PLAN.dns_v4[0],
     )
 
     async def session() -> tuple[PppdVm, dict[str, int]]:
         async with running_simulator(Scenario(operator="europe", name="europe"), ports=3) as sim:
+            # The module checks cid 2's CHAP credentials (as if AT+UAUTHREQ=2,2,... had been
+            # stored before): pppd's answer, from larappp's quoted options, must match.
+            sim.module.nvm.auth[2] = AuthSetting(2, USER, PASSWORD)
             vm = pppd_vm(script, host_ttys=sim.pty_paths[:2], memory_mb=384)
             await vm.wait_async(300)
             return vm, dict(sim.module.counters)
@@ -186,7 +192,11 @@ def test_larappp_with_pppd_in_the_vm(vm_artifacts: VmArtifacts, pppd_vm: Callabl
 
     # pppd never saw the host's /etc/ppp: no plugin error, no ip-pre-up, no resolv.conf
     assert vm.read_share("host-ip-pre-up-ran") is None
-    assert "reads the host's /etc/ppp" not in (vm.read_share("larappp.log") or "")
+    log = vm.read_share("larappp.log") or ""
+    assert "reads the host's /etc/ppp" not in log
+    # pppd's debug log: CHAP with the module, the user name masked
+    assert 'rcvd [CHAP Challenge id=' in log and 'sent [CHAP Response id=' in log and 'name = "***"]' in log
+    assert "rcvd [CHAP Success" in log
     assert got["etc_ppp_resolv"] == "absent"
 
     # down: lara2 by "+++" and ATH (pppd hung up, no Terminate), lara1 by LCP Terminate
