@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
+from larappp.errors import PortClosed
 from larappp.proto.ip import echo_reply
 from larappp.proto.ipv6.ndp import link_local_from_iid
 from larappp.proto.ppp.events import (
@@ -25,6 +26,7 @@ from larappp.proto.ppp.events import (
     Ipv6cpOpened,
     LinkEvent,
     LinkTerminated,
+    NetworkProtocolClosed,
     PacketReceived,
 )
 from larappp.proto.ppp.link import LinkConfig, PppLink
@@ -110,10 +112,14 @@ def test_pap_pings_both_ways_echo_and_module_ends_the_link(pppd_vm: Callable[...
         link.open(pump.now())
         try:
             ended = await server.until(lambda e: isinstance(e, LinkTerminated), 90)
+            assert isinstance(ended, LinkTerminated)
+        except PortClosed:
+            # PppLink finishes one restart period after acking (RFC 1661 Stopping), and the
+            # guest may have powered off by then: the NCPs must have closed on the way.
+            assert any(isinstance(e, NetworkProtocolClosed) for e in pump.events), pump.events
         finally:
             await pump.stop()
             await pipe.close()
-        assert isinstance(ended, LinkTerminated)
         return pump.events, server
 
     with pppd_vm(script) as vm:
@@ -188,6 +194,8 @@ def test_wrong_chap_secret_fails_on_both_sides(pppd_vm: Callable[..., PppdVm]) -
         link.open(pump.now())
         try:
             await pump.until(lambda e: isinstance(e, LinkTerminated), 60)
+        except PortClosed:
+            pass  # pppd ended and the guest powered off within our Stopping period
         finally:
             await pump.stop()
             await pipe.close()
