@@ -22,9 +22,13 @@ import asyncio
 import compileall
 import json
 import shlex
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from larappp.sim.module import AuthSetting
 from larappp.sim.network import AddressPlan
@@ -202,11 +206,16 @@ def check_round(r: Round, backend: str) -> None:
 
 
 def test_larappp_with_pppd_and_builtin_in_the_vm(
-    vm_artifacts: VmArtifacts, pppd_vm: Callable[..., PppdVm]
+    vm_artifacts: VmArtifacts, pppd_vm: Callable[..., PppdVm], request: pytest.FixtureRequest
 ) -> None:
-    compileall.compile_dir(str(REPO / "larappp"), quiet=1)  # the guest imports, TCG need not compile
+    # The guest mounts its own tmpfs on /tmp and /run, hiding a checkout there (CI clones
+    # anywhere): it imports a copy of the package from a folder it can see.
+    guest_src = Path(tempfile.mkdtemp(prefix="larappp-guest-src-", dir="/var/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(guest_src, ignore_errors=True))
+    shutil.copytree(REPO / "larappp", guest_src / "larappp", ignore=shutil.ignore_patterns("__pycache__"))
+    compileall.compile_dir(str(guest_src / "larappp"), quiet=1)  # the guest imports, TCG need not compile
     script = GUEST.format(
-        repo=shlex.quote(str(REPO)), python=shlex.quote(sys.executable), config=CONFIG,
+        repo=shlex.quote(str(guest_src)), python=shlex.quote(sys.executable), config=CONFIG,
         config_builtin=CONFIG_BUILTIN, module_v4=PLAN.ipv4_peer(1), server_v4=PLAN.server_v4,
         module_v6=PLAN.module_ipv6(1), server_v6=PLAN.server_v6, dns_v4=PLAN.dns_v4[0],
     )
