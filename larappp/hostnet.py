@@ -94,7 +94,7 @@ class HostInterface:
             await self.netlink.add_default_route(self.ifname, 4, metric=self.metric)
         self.state.ipv4 = str(local)
         self.state.ipv4_peer = str(peer) if peer else None
-        self._dns_v4 = list(dns)
+        self._dns_v4 = list(dict.fromkeys(dns))  # pppd with one ms-dns hands it out twice
         self._publish_dns()
 
     # -- IPv6 (IPV6CP + SLAAC) ------------------------------------------------------------------

@@ -94,6 +94,8 @@ class Session:
         self.at = AtRunner(self.pipe, trace=self._trace, secrets=self._secrets)
         await self.at.start()
         await self.at.command("AT", timeout=self._command_timeout)
+        # AT+CVHU is per port: ATH in online command mode must end this port's call (app note §4.2).
+        await self.at.command(r6.cvhu(0), timeout=self._command_timeout)
         result = await self.at.dial(r6.dial(self.config.cid), timeout=max(30.0, self._command_timeout))
         self.leftover = result.leftover
         self.state.state = "connected"

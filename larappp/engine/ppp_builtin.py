@@ -294,12 +294,16 @@ class BuiltinPppEngine:
                             f"PPP on {self.options.ifname} did not open {event.protocol} ({event.reason}): "
                             "check the APN and the PDP type"
                         ))
-            elif isinstance(event, (ev.LinkTerminated, ev.EchoTimedOut, ev.AuthFailed)):
+            elif isinstance(event, (ev.LinkTerminated, ev.EchoTimedOut)):
                 self._note(f"{self.options.ifname}: {event}")
                 if isinstance(event, ev.LinkTerminated):
                     self._finish(event.reason)
-                elif isinstance(event, ev.AuthFailed):
-                    self._fail(PPPError(f"PPP authentication ({event.method}) failed: {event.reason}: check user and password"))
+            elif isinstance(event, ev.AuthFailed):
+                # The user name counts as a secret in logs: never print the event itself.
+                self._note(f"{self.options.ifname}: authentication ({event.method}) failed")
+                self._fail(PPPError(f"PPP authentication ({event.method}) failed: {event.reason}: check user and password"))
+            elif isinstance(event, ev.AuthSucceeded):
+                self._note(f"{self.options.ifname}: authenticated ({event.method})")
             else:
                 self._note(f"{self.options.ifname}: {event}")
         if self.slaac is not None:
