@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from larappp.engine.ppp_outcome import EngineOutcome
 from larappp.errors import LarapppError, PortClosed, PPPError
 from larappp.hostnet import HostInterface
 from larappp.proto.ipv6 import slaac
@@ -51,7 +52,7 @@ class EngineOptions:
     rs_interval: float = 4.0
 
 
-class BuiltinPppEngine:
+class BuiltinPppEngine(EngineOutcome):
     """Runs PPP over a dialled port and carries IP packets to and from a TUN interface."""
 
     OWNER = "ppp"
@@ -65,6 +66,7 @@ class BuiltinPppEngine:
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
+        super().__init__(options.ifname, options.families)
         self.pipe = pipe
         self.options = options
         self._leftover = leftover
@@ -90,14 +92,7 @@ class BuiltinPppEngine:
         )
         self.slaac: slaac.SlaacClient | None = None
         self.tun: Tun | None = None
-        self.families_up: set[int] = set()
-        self.families_expected: set[int] = set(options.families)
-        self.terminated = asyncio.Event()
-        self.reason = ""
-        self._up = asyncio.Event()
-        self._failure: LarapppError | None = None
         #: why each expected family was given up (the NCP's own reason), for the error
-        self._families_dropped: list[str] = []
         self._kick = asyncio.Event()
         self._timer_kick = asyncio.Event()
         self._drained = asyncio.Event()
@@ -134,26 +129,8 @@ class BuiltinPppEngine:
             self._tasks.append(task)
         self._kick.set()
 
-    async def wait_up(self, timeout: float) -> None:
-        """Until every expected family is usable; PPPError with the reason otherwise."""
-        up = asyncio.create_task(self._up.wait())
-        ended = asyncio.create_task(self.terminated.wait())
-        try:
-            done, _ = await asyncio.wait({up, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            up.cancel()
-            ended.cancel()
-        if self._failure is not None:
-            raise self._failure
-        if self.terminated.is_set() and not self._up.is_set():
-            raise PPPError(f"PPP on {self.options.ifname} ended before it was up: {self.reason}")
-        if not done:
-            missing = sorted(self.families_expected - self.families_up)
-            raise PPPError(
-                f"PPP on {self.options.ifname} was not up within {timeout:g} s "
-                f"(IPv{', IPv'.join(map(str, missing))} not usable yet, LCP phase {self.link.phase.value}): "
-                "check the APN and PDP type, or raise the timeout"
-            )
+    def _progress_text(self) -> str:
+        return f"LCP phase {self.link.phase.value}"
 
     async def terminate(self, timeout: float = 6.0) -> None:
         """Send LCP Terminate-Request and wait for the link to finish (app note §4.2)."""
@@ -354,23 +331,3 @@ class BuiltinPppEngine:
             if isinstance(value, slaac.AddressConfigured):
                 self.families_up.add(6)
                 self._check_up()
-
-    def _check_up(self) -> None:
-        if self.families_expected and self.families_expected <= self.families_up:
-            self._up.set()
-        elif not self.families_expected:
-            why = "; ".join(self._families_dropped)
-            self._fail(PPPError(
-                f"PPP on {self.options.ifname}: the network offers none of the configured IP families "
-                f"({why}): check the APN and the PDP type"
-            ))
-
-    def _fail(self, error: LarapppError) -> None:
-        if self._failure is None:
-            self._failure = error
-        self._finish(str(error))
-
-    def _finish(self, reason: str) -> None:
-        if not self.terminated.is_set():
-            self.reason = reason
-            self.terminated.set()

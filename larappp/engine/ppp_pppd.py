@@ -56,6 +56,7 @@ from pathlib import Path
 import psutil
 
 from larappp.engine.ppp_builtin import EngineOptions
+from larappp.engine.ppp_outcome import EngineOutcome
 from larappp.errors import LarapppError, PortClosed, PPPError
 from larappp.hostnet import HostInterface
 from larappp.proto.at.masking import mask
@@ -274,7 +275,7 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 # -- the engine -----------------------------------------------------------------------------
 
-class PppdEngine:
+class PppdEngine(EngineOutcome):
     """Runs Debian's pppd over a dialled port (through a pty bridge) and configures the host."""
 
     OWNER = "ppp"
@@ -294,6 +295,7 @@ class PppdEngine:
         isolate: bool = True,
         secrets: Sequence[str] = (),
     ) -> None:
+        super().__init__(options.ifname, options.families)
         self.pipe = pipe
         self.options = options
         self._leftover = leftover
@@ -317,12 +319,6 @@ class PppdEngine:
         self.isolated: bool | None = None
         self.ndp: NdpSocket | None = None
         self.slaac: slaac.SlaacClient | None = None
-        self.families_up: set[int] = set()
-        self.families_expected: set[int] = set(options.families)
-        self.terminated = asyncio.Event()
-        self.reason = ""
-        self._up = asyncio.Event()
-        self._failure: LarapppError | None = None
         self._pppd_spoke = asyncio.Event()
         self._log_tail: deque[str] = deque(maxlen=40)
         self._ending_requested = False
@@ -428,26 +424,8 @@ class PppdEngine:
         )
         return argv
 
-    async def wait_up(self, timeout: float) -> None:
-        """Until every expected family is usable; PPPError with the reason otherwise."""
-        up = asyncio.create_task(self._up.wait())
-        ended = asyncio.create_task(self.terminated.wait())
-        try:
-            done, _ = await asyncio.wait({up, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            up.cancel()
-            ended.cancel()
-        if self._failure is not None:
-            raise self._failure
-        if self.terminated.is_set() and not self._up.is_set():
-            raise PPPError(f"PPP on {self.options.ifname} ended before it was up: {self.reason}")
-        if not done:
-            missing = sorted(self.families_expected - self.families_up)
-            raise PPPError(
-                f"PPP on {self.options.ifname} was not up within {timeout:g} s "
-                f"(IPv{', IPv'.join(map(str, missing))} not usable yet, pppd {self._phase()}): "
-                "check the APN and PDP type, or raise the timeout"
-            )
+    def _progress_text(self) -> str:
+        return f"pppd {self._phase()}"
 
     async def terminate(self, timeout: float = 6.0) -> None:
         """Have pppd send LCP Terminate-Request (SIGTERM) and wait for it to end (app note §4.2)."""
@@ -734,19 +712,6 @@ class PppdEngine:
                 self._check_up()
 
     # -- outcome --------------------------------------------------------------------------------
-    def _check_up(self) -> None:
-        if self.families_expected and self.families_expected <= self.families_up:
-            self._up.set()
-
-    def _fail(self, error: LarapppError) -> None:
-        if self._failure is None:
-            self._failure = error
-        self._finish(str(error))
-
-    def _finish(self, reason: str) -> None:
-        if not self.terminated.is_set():
-            self.reason = reason
-            self.terminated.set()
 
 
 def _host_options_in_effect() -> list[str]:
