@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -120,11 +122,21 @@ class Cli:
         if args and args[0] == "up" and config is not None:
             self.started_up.append((config, netns))
         env = dict(os.environ, PYTHONPATH=str(ROOT), LARAPPP_NO_PPP="0" if ppp else "1")
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env, check=False)
 
     def cleanup(self) -> None:
-        for config, netns in self.started_up:
+        """`down` every config this test brought up; kill what `down` could not stop."""
+        started, self.started_up = self.started_up, []
+        for config, netns in started:
             self.run(config, "down", timeout=60, netns=netns)
+            state = config.parent / "run" / "state.json"
+            try:
+                pid = int(json.loads(state.read_text()).get("pid", 0))
+            except (OSError, ValueError):
+                continue
+            if pid > 0 and pid != os.getpid():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -44,14 +44,14 @@ class Net:
 
 
 def _ns(ns: str, *argv: str, timeout: float, check: bool) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout, check=False)
     if check and out.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} in {ns} failed ({out.returncode}): {out.stdout}{out.stderr}")
     return out
 
 
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[object]:
+def net(tmp_path: Path, cli: Cli) -> Iterator[object]:
     tag = uuid.uuid4().hex[:6]
     dte, inet = f"lp-dte-{tag}", f"lp-inet-{tag}"
     create_netns(dte)
@@ -65,6 +65,7 @@ def net(tmp_path: Path) -> Iterator[object]:
     try:
         yield factory
     finally:
+        cli.cleanup()  # larappp down while its namespace and the simulator still exist
         for sim in started:
             sim.stop()
         delete_netns(dte)
@@ -103,7 +104,7 @@ def _assert_clean_after_down(cli: Cli, cfg: Path, n: Net, ports: list[str]) -> N
     rundir = cfg.parent / "run"
     fragments = rundir / "resolv.conf.d"
     assert not fragments.exists() or not list(fragments.iterdir())
-    assert subprocess.run(["pgrep", "-f", f"larappp.cli --config {cfg}"], capture_output=True).returncode == 1
+    assert subprocess.run(["pgrep", "-f", f"larappp.cli --config {cfg}"], capture_output=True, check=False).returncode == 1
     # The module is back in command mode on every port the sessions used.
     for port in ports:
         with serial.Serial(port, 115200, timeout=2) as ser:
