@@ -19,6 +19,8 @@ TEARDOWN_METHODS = ("lcp", "dtr", "escape", "ath")
 BACKENDS = ("auto", "builtin", "pppd")
 AUTH_METHODS = ("none", "pap", "chap")
 PDP_TYPES = ("IP", "IPV6", "IPV4V6")
+#: the IP families a PDP type carries (3GPP TS 27.007 +CGDCONT <PDP_type>)
+FAMILIES_OF_PDP_TYPE: dict[str, tuple[int, ...]] = {"IP": (4,), "IPV6": (6,), "IPV4V6": (4, 6)}
 DNS_MODES = ("auto", "file", "resolvconf", "resolved", "none")
 XLAT_MODES = ("auto", "off")
 
@@ -82,7 +84,7 @@ class SessionConfig:
 
     @property
     def families(self) -> tuple[int, ...]:
-        return {"IP": (4,), "IPV6": (6,), "IPV4V6": (4, 6)}[self.pdp_type]
+        return FAMILIES_OF_PDP_TYPE[self.pdp_type]
 
     @property
     def name(self) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from larappp.config import Config, SessionConfig
+from larappp.config import FAMILIES_OF_PDP_TYPE, Config, SessionConfig
 from larappp.errors import LarapppError
 from larappp.modem import Modem
 from larappp.session import ESCAPE_GUARD_S, PppSettings, Session
@@ -174,8 +174,8 @@ class Supervisor:
         status = self.modem.status
         families = scfg.families
         granted = status.contexts.get(scfg.cid)
-        if granted is not None and granted.pdp_type in ("IP", "IPV6", "IPV4V6"):
-            offered = {"IP": (4,), "IPV6": (6,), "IPV4V6": (4, 6)}[granted.pdp_type]
+        if granted is not None and granted.pdp_type in FAMILIES_OF_PDP_TYPE:
+            offered = FAMILIES_OF_PDP_TYPE[granted.pdp_type]
             narrowed = tuple(f for f in families if f in offered)
             if narrowed:
                 families = narrowed
