@@ -30,8 +30,6 @@ from larappp.transport.tun import Tun
 log = logging.getLogger(__name__)
 
 UPLINK_HIGH_WATER = 256 * 1024
-ICMPV6 = 58
-ROUTER_ADVERTISEMENT = 134
 
 
 @dataclass
@@ -298,7 +296,7 @@ class BuiltinPppEngine(EngineOutcome):
         self._timer_kick.set()
 
     def _deliver(self, family: int, packet: bytes) -> None:
-        if family == 6 and self.slaac is not None and len(packet) > 40 and packet[6] == ICMPV6 and packet[40] == ROUTER_ADVERTISEMENT:
+        if family == 6 and self.slaac is not None and slaac.is_router_advertisement(packet):
             self.slaac.receive_packet(packet, self._clock())
             return
         if self.tun is not None:

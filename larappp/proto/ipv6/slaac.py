@@ -207,6 +207,11 @@ def _before(a: float | None, b: float | None) -> bool:
     return b is None or a < b
 
 
+def is_router_advertisement(packet: Buffer) -> bool:
+    """True for an IPv6 packet carrying an ICMPv6 Router Advertisement (the SLAAC client's input)."""
+    return _is_icmpv6_type(packet, ICMPV6_ROUTER_ADVERTISEMENT)
+
+
 def _is_icmpv6_type(packet: Buffer, icmp_type: int) -> bool:
     return (
         len(packet) > 40
