@@ -2,7 +2,7 @@
 
 Every mistake is reported as one ConfigError naming the file, the key and what to change.
 The PDP rules of the app note (one APN per context, CID 1 is the LTE default bearer, at
-most three PPP instances...) are checked by `larappp.vendor.lara_r6.check_pdp_plan`.
+most three PPP instances...) are checked by `larappp.vendor.rules.check_pdp_plan`.
 """
 
 from __future__ import annotations
@@ -167,17 +167,17 @@ def _check_cross(config: Config) -> None:
     if len(set(names)) != len(names):
         raise ConfigError(f"{src}: two sessions use the interface name {_dup(names)}; give each its own ifname")
     if not config.uses_simulator:
-        ports = [s.port or config.modem.port for s in config.sessions]
-        if len(set(ports)) != len(ports):
+        session_ports = [s.port or config.modem.port for s in config.sessions]
+        if len(set(session_ports)) != len(session_ports):
             raise ConfigError(
-                f"{src}: sessions share the port {_dup(ports)}; each PPP session needs its own module port "
+                f"{src}: sessions share the port {_dup(session_ports)}; each PPP session needs its own module port "
                 "(set session.port, e.g. /dev/ttyACM0, /dev/ttyACM2)"
             )
-    from larappp.vendor import lara_r6
+    from larappp.lara_r6 import ports, rules
 
-    lara_r6.check_pdp_plan(
+    rules.check_pdp_plan(
         [
-            lara_r6.PdpPlan(
+            rules.PdpPlan(
                 cid=s.cid, apn=s.apn, pdp_type=s.pdp_type, auth=s.auth, user=s.user,
                 password=s.password, mtu=s.mtu,
             )
@@ -187,7 +187,7 @@ def _check_cross(config: Config) -> None:
     )
     if config.modem.embpf is not None:
         try:
-            lara_r6.check_uembpf_range(lara_r6.PortRange.parse(config.modem.embpf))
+            ports.check_uembpf_range(ports.PortRange.parse(config.modem.embpf))
         except ConfigError as exc:
             raise ConfigError(f"{src}: modem.embpf: {exc}") from None
 

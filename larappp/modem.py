@@ -1,6 +1,6 @@
 """The module's lifecycle over its control port: init, MNO profile, UEMBPF, PDP contexts,
 registration, XLAT and reboots. Sequencing reads top to bottom; every LARA-R6 command,
-parser and rule comes from `larappp.vendor.lara_r6`.
+parser and rule comes from `larappp.lara_r6`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 from larappp.config import ModemConfig, SessionConfig
 from larappp.engine.at import AtRunner, Response
 from larappp.errors import LarapppError, ModemError, ModemTimeout, PortClosed, PortError
+from larappp.lara_r6 import commands, parsers, ports, rules, xlat
 from larappp.transport.pipe import Pipe
-from larappp.vendor import lara_r6 as r6
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ class ModemStatus:
     embpf: str | None = None
     xlat_enabled: bool | None = None
     reboots: int = 0
-    contexts: dict[int, r6.PdpContext] = field(default_factory=dict)
-    params: dict[int, list[r6.ContextParams]] = field(default_factory=dict)
+    contexts: dict[int, parsers.PdpContext] = field(default_factory=dict)
+    params: dict[int, list[parsers.ContextParams]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
@@ -145,9 +145,9 @@ class Modem:
         return self.status
 
     async def _init_commands(self) -> None:
-        await self.command(r6.cmee(2))
+        await self.command(commands.cmee(2))
         try:
-            info = await self.command(r6.cgmm())
+            info = await self.command(commands.cgmm())
             self.status.model = next((ln for ln in info.lines if ln.strip()), "")
         except ModemError:
             self.status.model = ""
@@ -155,14 +155,14 @@ class Modem:
     async def _apply_nvm_settings(self) -> None:
         cfg = self.config
         if cfg.mno_profile is not None:
-            current = r6.parse_umnoprof((await self.command(r6.umnoprof_read())).lines)
+            current = parsers.parse_umnoprof((await self.command(commands.umnoprof_read())).lines)
             if current != cfg.mno_profile:
                 # The radio must be off while the profile changes; a reboot applies it (app note §2.3.1).
                 self._progress(f"setting MNO profile {cfg.mno_profile} (was {current}); the module reboots")
-                await self.command(r6.cfun(0))
-                await self.command(r6.umnoprof_set(cfg.mno_profile))
+                await self.command(commands.cfun(0))
+                await self.command(commands.umnoprof_set(cfg.mno_profile))
                 await self.reboot()
-                current = r6.parse_umnoprof((await self.command(r6.umnoprof_read())).lines)
+                current = parsers.parse_umnoprof((await self.command(commands.umnoprof_read())).lines)
                 if current != cfg.mno_profile:
                     raise ModemError(
                         f"the module kept MNO profile {current} after AT+UMNOPROF={cfg.mno_profile} "
@@ -171,32 +171,32 @@ class Modem:
             self.status.mno_profile = current
 
         reboot_needed = False
-        wanted_range = r6.PortRange.parse(cfg.embpf) if cfg.embpf else None
+        wanted_range = ports.PortRange.parse(cfg.embpf) if cfg.embpf else None
         if wanted_range is not None:
-            current_range = r6.parse_uembpf((await self.command(r6.uembpf_read())).lines)
+            current_range = parsers.parse_uembpf((await self.command(commands.uembpf_read())).lines)
             if current_range != wanted_range:
                 # The embedded port filter is applied at the next boot (app note §4.3).
                 self._progress(f"setting the embedded port filter to {wanted_range} (was {current_range or 'off'})")
-                await self.command(r6.uembpf_set(wanted_range.first, wanted_range.last))
+                await self.command(commands.uembpf_set(wanted_range.first, wanted_range.last))
                 reboot_needed = True
         if cfg.default_cid is not None:
-            udconf19 = r6.parse_udconf((await self.command(r6.udconf19_read())).lines)
+            udconf19 = parsers.parse_udconf((await self.command(commands.udconf19_read())).lines)
             wanted = (19, cfg.default_cid, cfg.default_ip_type)
             if tuple(udconf19[:3]) != wanted:
                 # UDCONF=19 takes effect after a reboot (app note §2.3.1).
-                await self.command(r6.udconf19_set(cfg.default_cid, cfg.default_ip_type))
+                await self.command(commands.udconf19_set(cfg.default_cid, cfg.default_ip_type))
                 reboot_needed = True
         if cfg.disable_lwm2m:
             # The embedded LwM2M client answers the host's DNS replies while PPP is up;
             # app note §4.3 advises disabling embedded applications the host does not use.
             try:
-                await self.command(r6.ulwm2m_disable())
+                await self.command(commands.ulwm2m_disable())
             except ModemError as exc:
                 self.status.notes.append(f"could not disable the LwM2M client: {exc}")
         if reboot_needed:
             await self.reboot()
         if wanted_range is not None:
-            applied = r6.parse_uembpf((await self.command(r6.uembpf_read())).lines)
+            applied = parsers.parse_uembpf((await self.command(commands.uembpf_read())).lines)
             if applied != wanted_range:
                 raise ModemError(
                     f"the module reports UEMBPF {applied or 'off'} after setting {wanted_range} and rebooting: "
@@ -206,40 +206,40 @@ class Modem:
 
     async def _define_contexts(self, sessions: Sequence[SessionConfig]) -> None:
         # Radio off while the contexts are (re)defined, as in app note §2.3.
-        await self.command(r6.cfun(0))
-        existing = {c.cid: c for c in r6.parse_cgdcont((await self.command(r6.cgdcont_read())).lines)}
+        await self.command(commands.cfun(0))
+        existing = {c.cid: c for c in parsers.parse_cgdcont((await self.command(commands.cgdcont_read())).lines)}
         for s in sessions:
             have = existing.get(s.cid)
             if have is None or have.apn != s.apn or have.pdp_type != s.pdp_type:
-                await self.command(r6.cgdcont_set(s.cid, s.pdp_type, s.apn))
+                await self.command(commands.cgdcont_set(s.cid, s.pdp_type, s.apn))
         # ATH in online command mode ends PPP and deactivates the context (app note §4.2).
-        await self.command(r6.cvhu(0))
-        await self.command(r6.cereg_set(2))
+        await self.command(commands.cvhu(0))
+        await self.command(commands.cereg_set(2))
 
     async def _register(self) -> None:
-        await self.command(r6.cfun(1))
+        await self.command(commands.cfun(1))
         deadline = self._clock() + self.config.registration_timeout
         started = self._clock()
         last_stat = None
         while True:
-            answer = (await self.command(r6.cereg_read())).lines
-            reg = r6.parse_cereg(next((ln for ln in answer if ln.startswith("+CEREG")), ""))
+            answer = (await self.command(commands.cereg_read())).lines
+            reg = parsers.parse_cereg(next((ln for ln in answer if ln.startswith("+CEREG")), ""))
             last_stat = reg.stat
             if reg.registered:
                 self.status.roaming = reg.roaming
                 self.status.act = reg.act
                 self._progress(
-                    f"registered ({r6.registration_stat_text(reg.stat)}) after {self._clock() - started:.1f} s"
+                    f"registered ({parsers.registration_stat_text(reg.stat)}) after {self._clock() - started:.1f} s"
                 )
                 return
             if self._clock() >= deadline:
                 raise ModemTimeout(
                     f"the module did not register within {self.config.registration_timeout:.0f} s "
-                    f"(last +CEREG stat {last_stat}: {r6.registration_stat_text(last_stat)}): check the SIM, "
+                    f"(last +CEREG stat {last_stat}: {parsers.registration_stat_text(last_stat)}): check the SIM, "
                     "the antenna and the MNO profile, or raise modem.registration_timeout"
                 )
             self._progress(
-                f"waiting for registration: {r6.registration_stat_text(reg.stat)} ({self._clock() - started:.0f} s)"
+                f"waiting for registration: {parsers.registration_stat_text(reg.stat)} ({self._clock() - started:.0f} s)"
             )
             await self._wait_registration_urc(min(1.0, max(0.05, deadline - self._clock())))
 
@@ -251,38 +251,38 @@ class Modem:
             pass
 
     async def _read_network_state(self, sessions: Sequence[SessionConfig]) -> None:
-        await self.command(r6.cops_format_numeric())
-        op = r6.parse_cops((await self.command(r6.cops_read())).lines)
+        await self.command(commands.cops_format_numeric())
+        op = parsers.parse_cops((await self.command(commands.cops_read())).lines)
         self.status.plmn = op.name or ""
         self.status.operator = op.name or ""
         if op.act is not None:
             self.status.act = op.act
-        self.status.contexts = {c.cid: c for c in r6.parse_cgdcont((await self.command(r6.cgdcont_read())).lines)}
+        self.status.contexts = {c.cid: c for c in parsers.parse_cgdcont((await self.command(commands.cgdcont_read())).lines)}
         self.status.params = {}
         for s in sessions:
             try:
-                lines = (await self.command(r6.cgcontrdp(s.cid))).lines
+                lines = (await self.command(commands.cgcontrdp(s.cid))).lines
             except ModemError:
                 continue  # a context not active yet has no dynamic parameters
-            self.status.params[s.cid] = r6.parse_cgcontrdp(lines)
+            self.status.params[s.cid] = parsers.parse_cgcontrdp(lines)
 
     async def _activate_on_legacy_rat(self, sessions: Sequence[SessionConfig]) -> None:
         # On 2G/3G the host sends CGACT=1 before using a context (app note §2.3).
-        if self.status.act is not None and r6.needs_cgact_before_use(self.status.act):
+        if self.status.act is not None and rules.needs_cgact_before_use(self.status.act):
             for s in sessions:
-                await self.command(r6.cgact(1, s.cid))
+                await self.command(commands.cgact(1, s.cid))
 
     # -- XLAT (app note §2.5) ---------------------------------------------------------
     def _xlat_history_path(self) -> Path:
         return Path(self.config.state_dir) / "xlat.json"
 
-    def _load_xlat_history(self) -> r6.XlatHistory:
+    def _load_xlat_history(self) -> xlat.XlatHistory:
         try:
-            return r6.XlatHistory.from_json(self._xlat_history_path().read_text())
+            return xlat.XlatHistory.from_json(self._xlat_history_path().read_text())
         except (OSError, ValueError):
-            return r6.XlatHistory()
+            return xlat.XlatHistory()
 
-    def _save_xlat_history(self, history: r6.XlatHistory) -> None:
+    def _save_xlat_history(self, history: xlat.XlatHistory) -> None:
         path = self._xlat_history_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -291,7 +291,7 @@ class Modem:
 
     async def _maybe_switch_xlat(self) -> bool:
         """Switch 464XLAT on or off as app note §2.5 asks; True when the module rebooted."""
-        current = r6.parse_udconf((await self.command(r6.udconf66_read())).lines)
+        current = parsers.parse_udconf((await self.command(commands.udconf66_read())).lines)
         enabled = len(current) >= 3 and current[2] == 1
         self.status.xlat_enabled = enabled
         if self.config.xlat != "auto":
@@ -300,7 +300,7 @@ class Modem:
         if granted is None:
             return False
         history = self._load_xlat_history()
-        decision = r6.decide_xlat(
+        decision = xlat.decide_xlat(
             plmn=self.status.plmn, granted_pdp_type=granted, xlat_enabled=enabled,
             history=history, now=self._wall_clock(),
         )
@@ -311,10 +311,10 @@ class Modem:
         enable = decision.action == "enable"
         self._progress(f"{'enabling' if enable else 'disabling'} 464XLAT: {decision.reason}; the module reboots")
         self._save_xlat_history(history.record(decision.action, self._wall_clock()))
-        commands = r6.xlat_switch_commands(enable)
-        for cmd in commands[:-1]:
+        switch = xlat.xlat_switch_commands(enable)
+        for cmd in switch[:-1]:
             await self.command(cmd)
-        await self.reboot(commands[-1])
+        await self.reboot(switch[-1])
         self.status.xlat_enabled = enable
         self.status.notes.append(f"XLAT {'enabled' if enable else 'disabled'}: {decision.reason}")
         return True
@@ -329,7 +329,7 @@ class Modem:
     # -- reboot ----------------------------------------------------------------------
     async def reboot(self, command: str | None = None) -> None:
         """Reboot the module (AT+CFUN=16): the port goes away and comes back; NVM survives."""
-        command = command or r6.cfun(16)
+        command = command or commands.cfun(16)
         self.status.reboots += 1
         try:
             await self.command(command)
@@ -350,7 +350,7 @@ class Modem:
             await self.at.start()
             try:
                 await self._sync()
-                await self.command(r6.cmee(2))
+                await self.command(commands.cmee(2))
                 return
             except (ModemTimeout, PortClosed) as exc:
                 last = exc

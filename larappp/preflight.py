@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from larappp.config import Config
 from larappp.errors import NetworkSetupError
+from larappp.lara_r6 import ports
 from larappp.transport import hostports
-from larappp.vendor import lara_r6 as r6
 
 
 @dataclass
@@ -68,28 +68,28 @@ def check_ports(config: Config, *, fix: bool) -> tuple[bool, str]:
     """Compare the module's UEMBPF range with this namespace's ephemeral ports and bound sockets."""
     if not config.modem.embpf:
         return True, "modem.embpf is not set: the module's embedded applications share the host's ports (app note §4.3.2 advises setting it)"
-    embpf = r6.PortRange.parse(config.modem.embpf)
-    ephemeral = r6.PortRange(*hostports.read_ephemeral_range())
+    embpf = ports.PortRange.parse(config.modem.embpf)
+    ephemeral = ports.PortRange(*hostports.read_ephemeral_range())
     reserved_text = hostports.read_reserved_ports()
     bound = [
-        r6.BoundSocket(proto=b.proto, port=b.port, pid=b.pid, process_name=b.process)
+        ports.BoundSocket(proto=b.proto, port=b.port, pid=b.pid, process_name=b.process)
         for b in hostports.bound_ports(embpf.first, embpf.last)
     ]
-    report = r6.check_host_ports(embpf, ephemeral, r6.parse_reserved_ports(reserved_text), bound)
+    report = ports.check_host_ports(embpf, ephemeral, ports.parse_reserved_ports(reserved_text), bound)
     if report.ok:
         return True, "\n".join(report.describe())
     if not fix:
         return False, "\n".join([*report.describe(), "run 'larappp check --fix-ports' to reserve the module's range"])
-    new_value = r6.reserved_ports_with(reserved_text, embpf)
+    new_value = ports.reserved_ports_with(reserved_text, embpf)
     try:
         hostports.write_reserved_ports(new_value)
     except OSError as exc:
         raise NetworkSetupError(
             f"cannot write /proc/sys/net/ipv4/ip_local_reserved_ports ({exc.strerror}): run as root"
         ) from None
-    after = r6.check_host_ports(
-        embpf, r6.PortRange(*hostports.read_ephemeral_range()),
-        r6.parse_reserved_ports(hostports.read_reserved_ports()), bound,
+    after = ports.check_host_ports(
+        embpf, ports.PortRange(*hostports.read_ephemeral_range()),
+        ports.parse_reserved_ports(hostports.read_reserved_ports()), bound,
     )
     lines = [f"reserved {embpf} in ip_local_reserved_ports (now {hostports.read_reserved_ports()})", *after.describe()]
     return after.ok, "\n".join(lines)

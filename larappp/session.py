@@ -13,9 +13,9 @@ from larappp.engine.at import AtCommandError, AtRunner
 from larappp.engine.ppp_builtin import BuiltinPppEngine, EngineOptions
 from larappp.engine.ppp_pppd import PppdEngine
 from larappp.errors import LarapppError
+from larappp.lara_r6 import commands
 from larappp.preflight import ppp_backend_choice
 from larappp.transport.pipe import Pipe
-from larappp.vendor import lara_r6 as r6
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ class Session:
         await self.at.start()
         await self.at.command("AT", timeout=self._command_timeout)
         # AT+CVHU is per port: ATH in online command mode must end this port's call (app note §4.2).
-        await self.at.command(r6.cvhu(0), timeout=self._command_timeout)
-        result = await self.at.dial(r6.dial(self.config.cid), timeout=max(30.0, self._command_timeout))
+        await self.at.command(commands.cvhu(0), timeout=self._command_timeout)
+        result = await self.at.dial(commands.dial(self.config.cid), timeout=max(30.0, self._command_timeout))
         self.leftover = result.leftover
         self.state.state = "connected"
         self.state.connect_text = result.text
@@ -170,7 +170,7 @@ class Session:
                 # "+++" (app note §9.1.4) then ATH, which with AT+CVHU=0 ends the call (§4.2).
                 await self._stop_engine()
                 await self.at.escape(guard=self._escape_guard, timeout=self._command_timeout)
-                await self.at.command(r6.ath(), timeout=self._command_timeout)
+                await self.at.command(commands.ath(), timeout=self._command_timeout)
             elif method == "dtr":
                 await self._stop_engine()
                 await self._drop_dtr()

@@ -17,11 +17,11 @@ from typing import Any
 
 from larappp.config import FAMILIES_OF_PDP_TYPE, Config, SessionConfig
 from larappp.errors import LarapppError
+from larappp.lara_r6 import parsers
 from larappp.modem import Modem
 from larappp.session import ESCAPE_GUARD_S, PppSettings, Session
 from larappp.transport import open_pipe
 from larappp.transport.pipe import Pipe
-from larappp.vendor import lara_r6 as r6
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class Supervisor:
             narrowed = tuple(f for f in families if f in offered)
             if narrowed:
                 families = narrowed
-        merged = r6.merge_context_params(status.params.get(scfg.cid, []))
+        merged = parsers.merge_context_params(status.params.get(scfg.cid, []))
         network_mtu = merged[scfg.cid].ipv4_mtu if scfg.cid in merged else None
         mru = scfg.mtu or network_mtu or 1500
         return PppSettings(

@@ -3,7 +3,7 @@
 LARA-R6 keeps incoming packets for its own ports unless the host's ports are declared
 (app note §4.3, AT+UEMBPF). These helpers read the host's ephemeral range and its
 reserved ports and list the sockets bound in a range; the comparison with the module's
-range lives in larappp/vendor/lara_r6.py.
+range lives in larappp/lara_r6/ports.py.
 
 The /proc/sys/net files belong to the network namespace of the calling thread; the
 socket list (psutil reads /proc/net) belongs to the namespace of the process.

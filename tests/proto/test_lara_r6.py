@@ -1,4 +1,4 @@
-"""larappp.vendor.lara_r6 from tables of literal strings, most of them the app note's own.
+"""larappp.lara_r6 from tables of literal strings, most of them the app note's own.
 
 App note literals are marked with their section. Where the PDF text breaks a field
 across table columns ("apn_nam e", "www.google .com") the break is removed; the
@@ -7,34 +7,30 @@ values are otherwise as printed, including the impossible "10.40.50.500" of §2.
 
 from __future__ import annotations
 
-import ast
 import json
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from larappp.errors import ConfigError, ModemError, ValidationError
-from larappp.vendor import lara_r6 as r6
-from larappp.vendor.lara_r6 import (
-    AuthType,
-    BoundSocket,
+from larappp.lara_r6 import commands, parsers, ports, rules, xlat
+from larappp.lara_r6.commands import AuthType
+from larappp.lara_r6.parsers import (
     CgevEvent,
     CmeError,
     Operator,
     PdpContext,
-    PdpPlan,
     PingReply,
-    PortRange,
     Registration,
-    XlatHistory,
 )
+from larappp.lara_r6.ports import BoundSocket, PortRange
+from larappp.lara_r6.rules import PdpPlan
+from larappp.lara_r6.xlat import XlatHistory
 
 V4 = IPv4Address
 V6 = IPv6Address
-VENDOR_DIR = Path(r6.__file__).parent
 
 
 def feeds(lines: list[str]) -> list[Any]:
@@ -49,40 +45,11 @@ FORBIDDEN_IMPORTS = {"asyncio", "os", "socket", "termios", "time", "serial", "ps
                      "pyroute2", "subprocess", "select", "threading", "fcntl"}
 
 
-@pytest.mark.parametrize("path", sorted(VENDOR_DIR.glob("lara_r6*.py")), ids=lambda p: p.name)
-def test_vendor_module_is_pure(path: Path) -> None:
-    tree = ast.parse(path.read_text())
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert imported & FORBIDDEN_IMPORTS == set()
-    assert imported <= {"__future__", "collections", "dataclasses", "enum", "ipaddress",
-                        "json", "re", "typing", "larappp"}
-
-
-def test_facade_exports_every_submodule_name() -> None:
-    from larappp.vendor import (
-        lara_r6_commands,
-        lara_r6_parsers,
-        lara_r6_ports,
-        lara_r6_rules,
-        lara_r6_xlat,
-    )
-
-    names = set()
-    for module in (lara_r6_commands, lara_r6_parsers, lara_r6_ports, lara_r6_rules, lara_r6_xlat):
-        names.update(module.__all__)
-    assert names == set(r6.__all__)
-    assert all(hasattr(r6, name) for name in r6.__all__)
-
-
-def test_every_public_class_has_a_one_line_docstring() -> None:
-    for name in r6.__all__:
-        obj = getattr(r6, name)
-        if isinstance(obj, type) and obj.__module__.startswith("larappp.vendor"):
+@pytest.mark.parametrize("module", [commands, parsers, ports, rules, xlat], ids=lambda m: m.__name__)
+def test_every_public_class_has_a_one_line_docstring(module: Any) -> None:
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if isinstance(obj, type) and obj.__module__ == module.__name__:
             assert obj.__doc__ and obj.__doc__.strip(), name
             assert obj.__doc__.strip().splitlines()[0].strip(), name
 
@@ -90,57 +57,57 @@ def test_every_public_class_has_a_one_line_docstring() -> None:
 # -- builders -------------------------------------------------------------------------------
 
 BUILDERS: list[tuple[Callable[..., str], tuple[Any, ...], str]] = [
-    (r6.cmee, (2,), "AT+CMEE=2"),
-    (r6.cmee, (1,), "AT+CMEE=1"),
-    (r6.cfun, (0,), "AT+CFUN=0"),  # app note §2.3.1
-    (r6.cfun, (1,), "AT+CFUN=1"),  # app note §2.3
-    (r6.cfun, (4,), "AT+CFUN=4"),
-    (r6.cfun, (16,), "AT+CFUN=16"),  # app note §2.3.1
-    (r6.umnoprof_set, (100,), "AT+UMNOPROF=100"),  # app note §2.3.1
-    (r6.umnoprof_read, (), "AT+UMNOPROF?"),
-    (r6.cgdcont_set, (1, "IPV4V6", "apn_name"), 'AT+CGDCONT=1,"IPV4V6","apn_name"'),  # §2.3.1
-    (r6.cgdcont_set, (2, "IPV4V6", "apn2"), 'AT+CGDCONT=2,"IPV4V6","apn2"'),
-    (r6.cgdcont_set, (3, "IP", ""), 'AT+CGDCONT=3,"IP",""'),
-    (r6.cgdcont_set, (8, "IPV6", "fast.t-mobile.com"), 'AT+CGDCONT=8,"IPV6","fast.t-mobile.com"'),
-    (r6.cgdcont_set, (4, "NONIP", "nidd"), 'AT+CGDCONT=4,"NONIP","nidd"'),
-    (r6.cgdcont_delete, (2,), "AT+CGDCONT=2"),
-    (r6.cgdcont_read, (), "AT+CGDCONT?"),
-    (r6.cgcontrdp, (), "AT+CGCONTRDP"),
-    (r6.cgcontrdp, (None,), "AT+CGCONTRDP"),
-    (r6.cgcontrdp, (2,), "AT+CGCONTRDP=2"),  # app note §4
-    (r6.cgact, (1, 1), "AT+CGACT=1,1"),  # app note §2.3
-    (r6.cgact, (0, 3), "AT+CGACT=0,3"),
-    (r6.cgact_read, (), "AT+CGACT?"),
-    (r6.cops_read, (), "AT+COPS?"),  # app note §2.3
-    (r6.cops_format_numeric, (), "AT+COPS=3,2"),
-    (r6.cops_auto, (), "AT+COPS=0"),  # app note §2.3
-    (r6.cereg_set, (2,), "AT+CEREG=2"),
-    (r6.cereg_read, (), "AT+CEREG?"),
-    (r6.cvhu, (0,), "AT+CVHU=0"),  # app note §4.2
-    (r6.udconf19_set, (2, 0), "AT+UDCONF=19,2,0"),  # app note §2.3.1
-    (r6.udconf19_set, (3, r6.DefaultIpType.IPV6), "AT+UDCONF=19,3,1"),
-    (r6.udconf19_read, (), "AT+UDCONF=19"),
-    (r6.udconf66_set, (True,), "AT+UDCONF=66,4,1"),  # app note §2.5
-    (r6.udconf66_set, (False,), "AT+UDCONF=66,4,0"),
-    (r6.udconf66_read, (), "AT+UDCONF=66"),
-    (r6.uembpf_set, (6000, 6200), 'AT+UEMBPF=1,"6000-6200"'),  # app note §4.3.1
-    (r6.uembpf_set, (6000, 6049), 'AT+UEMBPF=1,"6000-6049"'),  # 50 ports, app note §4.3.1
-    (r6.uembpf_disable, (), "AT+UEMBPF=0"),  # app note §4.3.2
-    (r6.uembpf_read, (), "AT+UEMBPF?"),  # app note §4.3.1
-    (r6.uauthreq, (2, 1, "user", "pass"), 'AT+UAUTHREQ=2,1,"user","pass"'),
-    (r6.uauthreq, (3, AuthType.CHAP, "u", "p"), 'AT+UAUTHREQ=3,2,"u","p"'),
-    (r6.uauthreq, (2, 0, "", ""), 'AT+UAUTHREQ=2,0,"",""'),
-    (r6.uauthreq, (2, "pap", "u", "p"), 'AT+UAUTHREQ=2,1,"u","p"'),
-    (r6.uauthreq, (2, "CHAP", "u", "p"), 'AT+UAUTHREQ=2,2,"u","p"'),
-    (r6.uauthreq, (2, "auto", "u", "p"), 'AT+UAUTHREQ=2,3,"u","p"'),
-    (r6.dial, (1,), "ATD*99***1#"),  # app note §4.1
-    (r6.dial, (2,), "ATD*99***2#"),
-    (r6.uping, ("www.google.com",), 'AT+UPING="www.google.com"'),  # app note §2.4.1
-    (r6.udnsrn, ("www.google.com",), 'AT+UDNSRN=0,"www.google.com"'),  # app note §2.4.2
-    (r6.ulwm2m_disable, (), "AT+ULWM2M=1"),
-    (r6.cgmm, (), "AT+CGMM"),
-    (r6.cgmr, (), "AT+CGMR"),
-    (r6.ath, (), "ATH"),  # app note §4.2
+    (commands.cmee, (2,), "AT+CMEE=2"),
+    (commands.cmee, (1,), "AT+CMEE=1"),
+    (commands.cfun, (0,), "AT+CFUN=0"),  # app note §2.3.1
+    (commands.cfun, (1,), "AT+CFUN=1"),  # app note §2.3
+    (commands.cfun, (4,), "AT+CFUN=4"),
+    (commands.cfun, (16,), "AT+CFUN=16"),  # app note §2.3.1
+    (commands.umnoprof_set, (100,), "AT+UMNOPROF=100"),  # app note §2.3.1
+    (commands.umnoprof_read, (), "AT+UMNOPROF?"),
+    (commands.cgdcont_set, (1, "IPV4V6", "apn_name"), 'AT+CGDCONT=1,"IPV4V6","apn_name"'),  # §2.3.1
+    (commands.cgdcont_set, (2, "IPV4V6", "apn2"), 'AT+CGDCONT=2,"IPV4V6","apn2"'),
+    (commands.cgdcont_set, (3, "IP", ""), 'AT+CGDCONT=3,"IP",""'),
+    (commands.cgdcont_set, (8, "IPV6", "fast.t-mobile.com"), 'AT+CGDCONT=8,"IPV6","fast.t-mobile.com"'),
+    (commands.cgdcont_set, (4, "NONIP", "nidd"), 'AT+CGDCONT=4,"NONIP","nidd"'),
+    (commands.cgdcont_delete, (2,), "AT+CGDCONT=2"),
+    (commands.cgdcont_read, (), "AT+CGDCONT?"),
+    (commands.cgcontrdp, (), "AT+CGCONTRDP"),
+    (commands.cgcontrdp, (None,), "AT+CGCONTRDP"),
+    (commands.cgcontrdp, (2,), "AT+CGCONTRDP=2"),  # app note §4
+    (commands.cgact, (1, 1), "AT+CGACT=1,1"),  # app note §2.3
+    (commands.cgact, (0, 3), "AT+CGACT=0,3"),
+    (commands.cgact_read, (), "AT+CGACT?"),
+    (commands.cops_read, (), "AT+COPS?"),  # app note §2.3
+    (commands.cops_format_numeric, (), "AT+COPS=3,2"),
+    (commands.cops_auto, (), "AT+COPS=0"),  # app note §2.3
+    (commands.cereg_set, (2,), "AT+CEREG=2"),
+    (commands.cereg_read, (), "AT+CEREG?"),
+    (commands.cvhu, (0,), "AT+CVHU=0"),  # app note §4.2
+    (commands.udconf19_set, (2, 0), "AT+UDCONF=19,2,0"),  # app note §2.3.1
+    (commands.udconf19_set, (3, commands.DefaultIpType.IPV6), "AT+UDCONF=19,3,1"),
+    (commands.udconf19_read, (), "AT+UDCONF=19"),
+    (commands.udconf66_set, (True,), "AT+UDCONF=66,4,1"),  # app note §2.5
+    (commands.udconf66_set, (False,), "AT+UDCONF=66,4,0"),
+    (commands.udconf66_read, (), "AT+UDCONF=66"),
+    (commands.uembpf_set, (6000, 6200), 'AT+UEMBPF=1,"6000-6200"'),  # app note §4.3.1
+    (commands.uembpf_set, (6000, 6049), 'AT+UEMBPF=1,"6000-6049"'),  # 50 ports, app note §4.3.1
+    (commands.uembpf_disable, (), "AT+UEMBPF=0"),  # app note §4.3.2
+    (commands.uembpf_read, (), "AT+UEMBPF?"),  # app note §4.3.1
+    (commands.uauthreq, (2, 1, "user", "pass"), 'AT+UAUTHREQ=2,1,"user","pass"'),
+    (commands.uauthreq, (3, AuthType.CHAP, "u", "p"), 'AT+UAUTHREQ=3,2,"u","p"'),
+    (commands.uauthreq, (2, 0, "", ""), 'AT+UAUTHREQ=2,0,"",""'),
+    (commands.uauthreq, (2, "pap", "u", "p"), 'AT+UAUTHREQ=2,1,"u","p"'),
+    (commands.uauthreq, (2, "CHAP", "u", "p"), 'AT+UAUTHREQ=2,2,"u","p"'),
+    (commands.uauthreq, (2, "auto", "u", "p"), 'AT+UAUTHREQ=2,3,"u","p"'),
+    (commands.dial, (1,), "ATD*99***1#"),  # app note §4.1
+    (commands.dial, (2,), "ATD*99***2#"),
+    (commands.uping, ("www.google.com",), 'AT+UPING="www.google.com"'),  # app note §2.4.1
+    (commands.udnsrn, ("www.google.com",), 'AT+UDNSRN=0,"www.google.com"'),  # app note §2.4.2
+    (commands.ulwm2m_disable, (), "AT+ULWM2M=1"),
+    (commands.cgmm, (), "AT+CGMM"),
+    (commands.cgmr, (), "AT+CGMR"),
+    (commands.ath, (), "ATH"),  # app note §4.2
 ]
 
 
@@ -153,12 +120,12 @@ def test_builder(builder: Callable[..., str], args: tuple[Any, ...], expected: s
 
 
 def test_udnsrn_reverse() -> None:
-    assert r6.udnsrn("216.239.59.147", reverse=True) == 'AT+UDNSRN=1,"216.239.59.147"'
+    assert commands.udnsrn("216.239.59.147", reverse=True) == 'AT+UDNSRN=1,"216.239.59.147"'
 
 
 def test_brief_example_message_for_a_quote_in_an_apn() -> None:
     with pytest.raises(ValidationError) as info:
-        r6.cgdcont_set(2, "IPV4V6", 'a"b')
+        commands.cgdcont_set(2, "IPV4V6", 'a"b')
     assert str(info.value) == (
         'APN "a"b" of cid 2 contains a double quote (character 2); the module cannot accept '
         "it in AT+CGDCONT: remove it"
@@ -166,52 +133,52 @@ def test_brief_example_message_for_a_quote_in_an_apn() -> None:
 
 
 REFUSED: list[tuple[Callable[..., str], tuple[Any, ...], str]] = [
-    (r6.cgdcont_set, (2, "IPV4V6", "a\\b"), "contains a backslash (character 2)"),
-    (r6.cgdcont_set, (2, "IPV4V6", "ab\r"), "contains a carriage return (character 3)"),
-    (r6.cgdcont_set, (2, "IPV4V6", "a\nb"), "contains a line feed (character 2)"),
-    (r6.cgdcont_set, (2, "IPV4V6", "a\x07b"), "contains the control character '\\x07'"),
-    (r6.cgdcont_set, (2, "IPV4V6", "a\x7fb"), "contains the control character '\\x7f'"),
-    (r6.cgdcont_set, (2, "IPV4V6", "intérnet"), 'contains the non-ASCII character "é"'),
-    (r6.cgdcont_set, (2, "IPV4V6", "a" * 100), ("is 100 characters long; the module accepts at "
+    (commands.cgdcont_set, (2, "IPV4V6", "a\\b"), "contains a backslash (character 2)"),
+    (commands.cgdcont_set, (2, "IPV4V6", "ab\r"), "contains a carriage return (character 3)"),
+    (commands.cgdcont_set, (2, "IPV4V6", "a\nb"), "contains a line feed (character 2)"),
+    (commands.cgdcont_set, (2, "IPV4V6", "a\x07b"), "contains the control character '\\x07'"),
+    (commands.cgdcont_set, (2, "IPV4V6", "a\x7fb"), "contains the control character '\\x7f'"),
+    (commands.cgdcont_set, (2, "IPV4V6", "intérnet"), 'contains the non-ASCII character "é"'),
+    (commands.cgdcont_set, (2, "IPV4V6", "a" * 100), ("is 100 characters long; the module accepts at "
      "most 99 in AT+CGDCONT: shorten it")),
-    (r6.cgdcont_set, (2, "IPV4V6", "a" * 64), "has the label"),
-    (r6.cgdcont_set, (2, "IPV4V6", "a..b"), "has an empty label"),
-    (r6.cgdcont_set, (2, "IPV4V6", ".ab"), "has an empty label"),
-    (r6.cgdcont_set, (2, "IPV4V6", "ab."), "has an empty label"),
-    (r6.cgdcont_set, (2, "IPV4V6", "my apn"), "contains a space"),
-    (r6.cgdcont_set, (2, "PPP", "apn"), 'PDP type "PPP" of cid 2 is not one LARA-R6 knows'),
-    (r6.cgdcont_set, (2, "ipv4v6", "apn"), "is not one LARA-R6 knows"),
-    (r6.cgdcont_set, (0, "IP", "apn"), "cid 0 is not a LARA-R6 context id"),
-    (r6.cgdcont_set, (9, "IP", "apn"), "takes 1 to 8 (app note §2.1)"),
-    (r6.cgdcont_set, (True, "IP", "apn"), "cid True is not"),
-    (r6.cgcontrdp, (9,), "cid 9"),
-    (r6.cgact, (2, 1), "CGACT state 2 is not accepted by AT+CGACT: use one of 0, 1"),
-    (r6.cgact, (1, 9), "cid 9"),
-    (r6.cfun, (15,), "CFUN mode 15 is not accepted by AT+CFUN: use one of 0, 1, 4, 16"),
-    (r6.cmee, (3,), "CMEE mode 3"),
-    (r6.cereg_set, (6,), "CEREG mode 6"),
-    (r6.cvhu, (3,), "CVHU mode 3"),
-    (r6.umnoprof_set, (-1,), "MNO profile -1"),
-    (r6.udconf19_set, (2, 4), "IP type 4 is not accepted by AT+UDCONF=19"),
-    (r6.udconf19_set, (0, 0), "cid 0"),
-    (r6.uembpf_set, (1000, 1100), "starts at or below port 1024"),
-    (r6.uembpf_set, (1024, 1100), "starts at or below port 1024"),
-    (r6.uembpf_set, (6000, 6048), ('holds only 49 ports, fewer than the 50 the app note §4.3 '
+    (commands.cgdcont_set, (2, "IPV4V6", "a" * 64), "has the label"),
+    (commands.cgdcont_set, (2, "IPV4V6", "a..b"), "has an empty label"),
+    (commands.cgdcont_set, (2, "IPV4V6", ".ab"), "has an empty label"),
+    (commands.cgdcont_set, (2, "IPV4V6", "ab."), "has an empty label"),
+    (commands.cgdcont_set, (2, "IPV4V6", "my apn"), "contains a space"),
+    (commands.cgdcont_set, (2, "PPP", "apn"), 'PDP type "PPP" of cid 2 is not one LARA-R6 knows'),
+    (commands.cgdcont_set, (2, "ipv4v6", "apn"), "is not one LARA-R6 knows"),
+    (commands.cgdcont_set, (0, "IP", "apn"), "cid 0 is not a LARA-R6 context id"),
+    (commands.cgdcont_set, (9, "IP", "apn"), "takes 1 to 8 (app note §2.1)"),
+    (commands.cgdcont_set, (True, "IP", "apn"), "cid True is not"),
+    (commands.cgcontrdp, (9,), "cid 9"),
+    (commands.cgact, (2, 1), "CGACT state 2 is not accepted by AT+CGACT: use one of 0, 1"),
+    (commands.cgact, (1, 9), "cid 9"),
+    (commands.cfun, (15,), "CFUN mode 15 is not accepted by AT+CFUN: use one of 0, 1, 4, 16"),
+    (commands.cmee, (3,), "CMEE mode 3"),
+    (commands.cereg_set, (6,), "CEREG mode 6"),
+    (commands.cvhu, (3,), "CVHU mode 3"),
+    (commands.umnoprof_set, (-1,), "MNO profile -1"),
+    (commands.udconf19_set, (2, 4), "IP type 4 is not accepted by AT+UDCONF=19"),
+    (commands.udconf19_set, (0, 0), "cid 0"),
+    (commands.uembpf_set, (1000, 1100), "starts at or below port 1024"),
+    (commands.uembpf_set, (1024, 1100), "starts at or below port 1024"),
+    (commands.uembpf_set, (6000, 6048), ('holds only 49 ports, fewer than the 50 the app note §4.3 '
      'recommends: widen it (e.g. "6000-6049")')),
-    (r6.uembpf_set, (6200, 6000), 'is reversed: write it as "6000-6200"'),
-    (r6.uembpf_set, (65500, 65536), "outside 1-65535"),
-    (r6.uauthreq, (2, 4, "u", "p"), "authentication type 4 of cid 2 is unknown: use none (0)"),
-    (r6.uauthreq, (2, "md5", "u", "p"), "authentication type 'md5' of cid 2 is unknown"),
-    (r6.uauthreq, (2, True, "u", "p"), "authentication type True of cid 2 is unknown"),
-    (r6.uauthreq, (2, 1, 'us"er', "p"), 'user name "us"er" of cid 2 contains a double quote'),
-    (r6.uauthreq, (2, 1, "u" * 65, "p"), "is 65 characters long; the module accepts at most 64"),
-    (r6.uauthreq, (2, 1, "u", "p" * 65), "password of cid 2 is 65 characters long"),
-    (r6.uauthreq, (2, 1, "u", "pä"), 'password of cid 2 contains the non-ASCII character "ä"'),
-    (r6.dial, (0,), "cid 0"),
-    (r6.uping, ("",), "is empty or contains a space"),
-    (r6.uping, ('x"y',), 'host "x"y" contains a double quote'),
-    (r6.udnsrn, ("a b",), "contains a space"),
-    (r6.udnsrn, ("a" * 254,), "at most 253"),
+    (commands.uembpf_set, (6200, 6000), 'is reversed: write it as "6000-6200"'),
+    (commands.uembpf_set, (65500, 65536), "outside 1-65535"),
+    (commands.uauthreq, (2, 4, "u", "p"), "authentication type 4 of cid 2 is unknown: use none (0)"),
+    (commands.uauthreq, (2, "md5", "u", "p"), "authentication type 'md5' of cid 2 is unknown"),
+    (commands.uauthreq, (2, True, "u", "p"), "authentication type True of cid 2 is unknown"),
+    (commands.uauthreq, (2, 1, 'us"er', "p"), 'user name "us"er" of cid 2 contains a double quote'),
+    (commands.uauthreq, (2, 1, "u" * 65, "p"), "is 65 characters long; the module accepts at most 64"),
+    (commands.uauthreq, (2, 1, "u", "p" * 65), "password of cid 2 is 65 characters long"),
+    (commands.uauthreq, (2, 1, "u", "pä"), 'password of cid 2 contains the non-ASCII character "ä"'),
+    (commands.dial, (0,), "cid 0"),
+    (commands.uping, ("",), "is empty or contains a space"),
+    (commands.uping, ('x"y',), 'host "x"y" contains a double quote'),
+    (commands.udnsrn, ("a b",), "contains a space"),
+    (commands.udnsrn, ("a" * 254,), "at most 253"),
 ]
 
 
@@ -229,16 +196,16 @@ def test_builder_refuses(builder: Callable[..., str], args: tuple[Any, ...], mes
 @pytest.mark.parametrize("password", ['sec"ret', "sec\\ret", "sec\rret", "s" * 65, "séc"])
 def test_password_never_appears_in_the_error(password: str) -> None:
     with pytest.raises(ValidationError) as info:
-        r6.uauthreq(2, 1, "user", password)
+        commands.uauthreq(2, 1, "user", password)
     assert password not in str(info.value)
     assert "sec" not in str(info.value) and "sss" not in str(info.value)
 
 
 def test_limits_are_accepted_at_the_edge() -> None:
     apn = ".".join(["a" * 63, "b" * 35])
-    assert len(apn) == r6.APN_MAX_LEN
-    assert r6.cgdcont_set(1, "IP", apn) == f'AT+CGDCONT=1,"IP","{apn}"'
-    assert r6.uauthreq(2, 2, "u" * 64, "p" * 64).endswith(f'"{"u" * 64}","{"p" * 64}"')
+    assert len(apn) == commands.APN_MAX_LEN
+    assert commands.cgdcont_set(1, "IP", apn) == f'AT+CGDCONT=1,"IP","{apn}"'
+    assert commands.uauthreq(2, 2, "u" * 64, "p" * 64).endswith(f'"{"u" * 64}","{"p" * 64}"')
 
 
 REDACTED = [
@@ -252,13 +219,13 @@ REDACTED = [
 
 @pytest.mark.parametrize(("command", "logged"), REDACTED)
 def test_redact_command(command: str, logged: str) -> None:
-    assert r6.redact_command(command) == logged
+    assert commands.redact_command(command) == logged
 
 
 def test_redacted_uauthreq_from_builder() -> None:
-    command = r6.uauthreq(3, AuthType.PAP, "me", "topsecret")
-    assert command.startswith(r6.SECRET_COMMAND_PREFIXES)
-    assert "topsecret" not in r6.redact_command(command)
+    command = commands.uauthreq(3, AuthType.PAP, "me", "topsecret")
+    assert command.startswith(commands.SECRET_COMMAND_PREFIXES)
+    assert "topsecret" not in commands.redact_command(command)
 
 
 # -- field splitting and addresses -------------------------------------------------------------
@@ -278,13 +245,13 @@ SPLITS = [
 
 @pytest.mark.parametrize(("payload", "expected"), SPLITS)
 def test_split_fields(payload: str, expected: list[tuple[str, bool]]) -> None:
-    assert [(f.text, f.quoted) for f in r6.split_fields(payload)] == expected
+    assert [(f.text, f.quoted) for f in parsers.split_fields(payload)] == expected
 
 
 @pytest.mark.parametrize("payload", ['"abc', '"a"x,1', '1,"b'])
 def test_split_fields_refuses_broken_quotes(payload: str) -> None:
     with pytest.raises(ValueError):
-        r6.split_fields(payload)
+        parsers.split_fields(payload)
 
 
 DOTTED = [
@@ -303,7 +270,7 @@ DOTTED = [
 
 @pytest.mark.parametrize(("text", "expected"), DOTTED)
 def test_parse_dotted_address(text: str, expected: object) -> None:
-    assert r6.parse_dotted_address(text) == expected
+    assert parsers.parse_dotted_address(text) == expected
 
 
 PDP_ADDRESSES = [
@@ -322,7 +289,7 @@ PDP_ADDRESSES = [
 
 @pytest.mark.parametrize(("text", "ipv4", "ipv6"), PDP_ADDRESSES)
 def test_parse_pdp_address(text: str, ipv4: V4 | None, ipv6: V6 | None) -> None:
-    assert r6.parse_pdp_address(text) == (ipv4, ipv6)
+    assert parsers.parse_pdp_address(text) == (ipv4, ipv6)
 
 
 # -- +CGDCONT ---------------------------------------------------------------------------------
@@ -335,7 +302,7 @@ APP_NOTE_CGDCONT = [  # app note §4.1.3, the IPv6 field's line break joined
 
 @pytest.mark.parametrize("feed", feeds(APP_NOTE_CGDCONT), ids=["list", "noisy", "gen", "spaced"])
 def test_parse_cgdcont_app_note_two_contexts(feed: Any) -> None:
-    assert r6.parse_cgdcont(feed) == [
+    assert parsers.parse_cgdcont(feed) == [
         PdpContext(1, "IP", "APN1", V4("166.130.71.189"), None, "166.130.71.189"),
         PdpContext(2, "IPV4V6", "APN2", V4("10.117.32.103"),
                    V6("2600:380:b241:81d1:0:4a:5744:b001"),
@@ -366,20 +333,20 @@ CGDCONT_LINES = [
 @pytest.mark.parametrize(("line", "expected"), CGDCONT_LINES)
 def test_parse_cgdcont_line(line: str, expected: tuple[Any, ...]) -> None:
     for feed in (line, [line], ["AT+CGDCONT?", line, "OK"]):
-        (context,) = r6.parse_cgdcont(feed)
+        (context,) = parsers.parse_cgdcont(feed)
         assert (context.cid, context.pdp_type, context.apn, context.ipv4, context.ipv6) == expected
         assert context.has_address == (expected[3] is not None or expected[4] is not None)
 
 
 def test_parse_cgdcont_empty_answer() -> None:
-    assert r6.parse_cgdcont(["OK"]) == []
+    assert parsers.parse_cgdcont(["OK"]) == []
 
 
 @pytest.mark.parametrize("line", ['+CGDCONT: 1,"IP"', '+CGDCONT: x,"IP","a"',
                                   '+CGDCONT: 1,"IP,"a"'])
 def test_parse_cgdcont_refuses_broken_lines(line: str) -> None:
     with pytest.raises(ModemError) as info:
-        r6.parse_cgdcont([line])
+        parsers.parse_cgdcont([line])
     assert line.strip() in str(info.value)
 
 
@@ -396,8 +363,8 @@ DUAL_STACK_CGCONTRDP = [
 
 @pytest.mark.parametrize("feed", feeds(DUAL_STACK_CGCONTRDP), ids=["list", "noisy", "gen", "spaced"])
 def test_parse_cgcontrdp_dual_stack(feed: Any) -> None:
-    v4, v6, other = r6.parse_cgcontrdp(feed)
-    assert v4 == r6.ContextParams(
+    v4, v6, other = parsers.parse_cgcontrdp(feed)
+    assert v4 == parsers.ContextParams(
         cid=2, bearer_id=6, apn="apn2", address=V4("10.117.32.103"),
         subnet_mask=V4("255.255.255.0"), prefix_len=24, gateway=V4("10.117.32.1"),
         dns=(V4("198.51.100.53"), V4("198.51.100.54")), pcscf=(), im_cn_signalling=0, lipa=0,
@@ -411,9 +378,9 @@ def test_parse_cgcontrdp_dual_stack(feed: Any) -> None:
 
 
 def test_merge_context_params_joins_families() -> None:
-    merged = r6.merge_context_params(r6.parse_cgcontrdp(DUAL_STACK_CGCONTRDP))
+    merged = parsers.merge_context_params(parsers.parse_cgcontrdp(DUAL_STACK_CGCONTRDP))
     assert set(merged) == {1, 2}
-    assert merged[2] == r6.MergedContextParams(
+    assert merged[2] == parsers.MergedContextParams(
         cid=2, bearer_id=6, apn="apn2", ipv4=V4("10.117.32.103"), ipv4_prefix_len=24,
         ipv6=V6("2001:db8::5"), ipv6_prefix_len=64, gateway_v4=V4("10.117.32.1"),
         gateway_v6=None, dns_v4=(V4("198.51.100.53"), V4("198.51.100.54")),
@@ -427,11 +394,11 @@ def test_merge_prefers_the_ipv4_lines_mtu_and_dedups_dns() -> None:
         '+CGCONTRDP: 3,7,"a","32.1.13.184.0.0.0.0.0.0.0.0.0.0.0.5","","198.51.100.53","",,,,,1280',
         '+CGCONTRDP: 3,7,"a","10.0.0.2","","198.51.100.53","198.51.100.53",,,,,1400',
     ]
-    merged = r6.merge_context_params(r6.parse_cgcontrdp(lines))[3]
+    merged = parsers.merge_context_params(parsers.parse_cgcontrdp(lines))[3]
     assert merged.ipv4_mtu == 1400
     assert merged.dns_v4 == (V4("198.51.100.53"),)
     assert (merged.ipv4, merged.ipv4_prefix_len) == (V4("10.0.0.2"), None)
-    only_v6 = r6.merge_context_params(r6.parse_cgcontrdp(lines[:1]))[3]
+    only_v6 = parsers.merge_context_params(parsers.parse_cgcontrdp(lines[:1]))[3]
     assert only_v6.ipv4_mtu == 1280
 
 
@@ -467,7 +434,7 @@ CGCONTRDP_LINES = [
 
 @pytest.mark.parametrize(("line", "expected"), CGCONTRDP_LINES)
 def test_parse_cgcontrdp_line(line: str, expected: tuple[Any, ...]) -> None:
-    (params,) = r6.parse_cgcontrdp(["AT+CGCONTRDP=1", line, "", "OK"])
+    (params,) = parsers.parse_cgcontrdp(["AT+CGCONTRDP=1", line, "", "OK"])
     assert (params.address, params.prefix_len, params.gateway, params.dns,
             params.ipv4_mtu) == expected
     assert params.cid == 1 and params.bearer_id == 5
@@ -477,17 +444,17 @@ def test_parse_cgcontrdp_line(line: str, expected: tuple[Any, ...]) -> None:
                                   '+CGCONTRDP: 1,5,"x","10.0.0.1",,,,,,,,big'])
 def test_parse_cgcontrdp_refuses_broken_lines(line: str) -> None:
     with pytest.raises(ModemError):
-        r6.parse_cgcontrdp(line)
+        parsers.parse_cgcontrdp(line)
 
 
 # -- +CGACT, +COPS, +UMNOPROF, +UEMBPF, +UDCONF -----------------------------------------------
 
 
 def test_parse_cgact() -> None:
-    assert r6.parse_cgact(["+CGACT: 1,1", "+CGACT: 2,0", "+CGACT:3, 1", "OK"]) == {
+    assert parsers.parse_cgact(["+CGACT: 1,1", "+CGACT: 2,0", "+CGACT:3, 1", "OK"]) == {
         1: True, 2: False, 3: True}
     with pytest.raises(ModemError):
-        r6.parse_cgact("+CGACT: 1")
+        parsers.parse_cgact("+CGACT: 1")
 
 
 COPS = [
@@ -505,7 +472,7 @@ COPS = [
 @pytest.mark.parametrize(("line", "expected", "plmn", "deregistered"), COPS)
 def test_parse_cops(line: str, expected: Operator, plmn: str | None, deregistered: bool) -> None:
     for feed in (line, [line, "OK"], ["AT+COPS?", "", line]):
-        operator = r6.parse_cops(feed)
+        operator = parsers.parse_cops(feed)
         assert operator == expected
         assert operator.plmn == plmn
         assert operator.deregistered is deregistered
@@ -514,7 +481,7 @@ def test_parse_cops(line: str, expected: Operator, plmn: str | None, deregistere
 @pytest.mark.parametrize("feed", [["OK"], '+COPS: x', "+COPS: 0,z"])
 def test_parse_cops_refuses(feed: Any) -> None:
     with pytest.raises(ModemError) as info:
-        r6.parse_cops(feed)
+        parsers.parse_cops(feed)
     assert str(info.value).count(".") <= 2  # one sentence, however many dots the line holds
 
 
@@ -524,7 +491,7 @@ def test_parse_cops_refuses(feed: Any) -> None:
     ("+UMNOPROF:90", 90),
 ])
 def test_parse_umnoprof(feed: Any, expected: int) -> None:
-    assert r6.parse_umnoprof(feed) == expected
+    assert parsers.parse_umnoprof(feed) == expected
 
 
 @pytest.mark.parametrize(("feed", "expected"), [
@@ -535,25 +502,25 @@ def test_parse_umnoprof(feed: Any, expected: int) -> None:
     ('+UEMBPF: 0,""', None),
 ])
 def test_parse_uembpf(feed: Any, expected: PortRange | None) -> None:
-    assert r6.parse_uembpf(feed) == expected
+    assert parsers.parse_uembpf(feed) == expected
 
 
 @pytest.mark.parametrize("line", ["+UEMBPF: 1", '+UEMBPF: 1,""', '+UEMBPF: 1,"a-b"',
                                   '+UEMBPF: 1,"7000-6000"'])
 def test_parse_uembpf_refuses(line: str) -> None:
     with pytest.raises(ModemError):
-        r6.parse_uembpf(line)
+        parsers.parse_uembpf(line)
 
 
 def test_parse_udconf() -> None:
-    assert r6.parse_udconf("+UDCONF: 19,2,0") == (19, 2, 0)  # app note §2.3.1
-    assert r6.parse_udconf(["+UDCONF: 66,4,1", "OK"]) == (66, 4, 1)  # app note §2.5
+    assert parsers.parse_udconf("+UDCONF: 19,2,0") == (19, 2, 0)  # app note §2.3.1
+    assert parsers.parse_udconf(["+UDCONF: 66,4,1", "OK"]) == (66, 4, 1)  # app note §2.5
     lines = ["+UDCONF: 66,1,0", "+UDCONF: 66,4,1", "OK"]
-    assert r6.parse_udconf(lines) == (66, 1, 0)
-    assert r6.parse_udconf(lines, op=66) == (66, 1, 0)
-    assert r6.parse_udconf(["+UDCONF: 19,3,0", "+UDCONF: 66,4,0"], op=66) == (66, 4, 0)
+    assert parsers.parse_udconf(lines) == (66, 1, 0)
+    assert parsers.parse_udconf(lines, op=66) == (66, 1, 0)
+    assert parsers.parse_udconf(["+UDCONF: 19,3,0", "+UDCONF: 66,4,0"], op=66) == (66, 4, 0)
     with pytest.raises(ModemError):
-        r6.parse_udconf(["OK"], op=19)
+        parsers.parse_udconf(["OK"], op=19)
 
 
 @pytest.mark.parametrize(("feed", "expected"), [
@@ -563,12 +530,12 @@ def test_parse_udconf() -> None:
     (["+UDCONF: 66,1,0", "+UDCONF: 66, 4, 1"], True),
 ])
 def test_parse_udconf66_xlat(feed: Any, expected: bool) -> None:
-    assert r6.parse_udconf66_xlat(feed) is expected
+    assert parsers.parse_udconf66_xlat(feed) is expected
 
 
 def test_parse_udconf66_xlat_missing() -> None:
     with pytest.raises(ModemError) as info:
-        r6.parse_udconf66_xlat(["+UDCONF: 66,1,0", "OK"])
+        parsers.parse_udconf66_xlat(["+UDCONF: 66,1,0", "OK"])
     assert "app note §2.5" in str(info.value)
 
 
@@ -595,11 +562,11 @@ CEREG = [
 
 @pytest.mark.parametrize(("line", "expected", "registered", "roaming"), CEREG)
 def test_parse_cereg(line: str, expected: Registration, registered: bool, roaming: bool) -> None:
-    registration = r6.parse_cereg(line)
+    registration = parsers.parse_cereg(line)
     assert registration == expected
     assert registration.registered is registered
     assert registration.roaming is roaming
-    assert registration.stat_text == r6.registration_stat_text(expected.stat)
+    assert registration.stat_text == parsers.registration_stat_text(expected.stat)
 
 
 @pytest.mark.parametrize(("stat", "text"), [
@@ -608,13 +575,13 @@ def test_parse_cereg(line: str, expected: Registration, registered: bool, roamin
     (5, "registered, roaming"), (42, "unknown registration state 42"),
 ])
 def test_registration_stat_text(stat: int, text: str) -> None:
-    assert r6.registration_stat_text(stat) == text
+    assert parsers.registration_stat_text(stat) == text
 
 
 @pytest.mark.parametrize("line", ["+CEREG: x", "+CEREG: ", "+CREG: 1"])
 def test_parse_cereg_refuses(line: str) -> None:
     with pytest.raises(ModemError):
-        r6.parse_cereg(line)
+        parsers.parse_cereg(line)
 
 
 # -- +CGEV ------------------------------------------------------------------------------------
@@ -646,7 +613,7 @@ CGEV = [
 
 @pytest.mark.parametrize(("line", "expected", "activation", "deactivation"), CGEV)
 def test_parse_cgev(line: str, expected: CgevEvent, activation: bool, deactivation: bool) -> None:
-    event = r6.parse_cgev(line)
+    event = parsers.parse_cgev(line)
     assert event == expected
     assert event.activation is activation
     assert event.deactivation is deactivation
@@ -655,7 +622,7 @@ def test_parse_cgev(line: str, expected: CgevEvent, activation: bool, deactivati
 @pytest.mark.parametrize("line", ["+CGEV: NW SOMETHING 1", "+CGEV: ME PDN ACT x", "+CGEV:"])
 def test_parse_cgev_refuses(line: str) -> None:
     with pytest.raises(ModemError):
-        r6.parse_cgev(line)
+        parsers.parse_cgev(line)
 
 
 # -- +UUPING, +UUPINGER, +UDNSRN, +CME ERROR --------------------------------------------------
@@ -677,7 +644,7 @@ UUPING = [  # app note §2.4.1
 
 @pytest.mark.parametrize(("line", "expected"), UUPING)
 def test_parse_uuping(line: str, expected: PingReply) -> None:
-    reply = r6.parse_uuping(line)
+    reply = parsers.parse_uuping(line)
     assert reply == expected
     assert reply.timed_out is (expected.rtt_ms == -1)
     assert reply.ttl_too_low is (expected.rtt_ms == -2)
@@ -685,13 +652,13 @@ def test_parse_uuping(line: str, expected: PingReply) -> None:
 
 def test_parse_uuping_refuses_short_line() -> None:
     with pytest.raises(ModemError):
-        r6.parse_uuping('+UUPING: 1,32,"x"')
+        parsers.parse_uuping('+UUPING: 1,32,"x"')
 
 
 def test_parse_uupinger() -> None:
-    assert r6.parse_uupinger("+UUPINGER: 8") == r6.PingFailed(8)
+    assert parsers.parse_uupinger("+UUPINGER: 8") == parsers.PingFailed(8)
     with pytest.raises(ModemError):
-        r6.parse_uupinger("+UUPINGER: x")
+        parsers.parse_uupinger("+UUPINGER: x")
 
 
 @pytest.mark.parametrize(("feed", "expected"), [
@@ -701,12 +668,12 @@ def test_parse_uupinger() -> None:
     ('+UDNSRN: "www.example.com"', ("www.example.com",)),
 ])
 def test_parse_udnsrn(feed: Any, expected: tuple[str, ...]) -> None:
-    assert r6.parse_udnsrn(feed) == expected
+    assert parsers.parse_udnsrn(feed) == expected
 
 
 def test_parse_udnsrn_without_answer() -> None:
     with pytest.raises(ModemError) as info:
-        r6.parse_udnsrn(["OK"])
+        parsers.parse_udnsrn(["OK"])
     assert "§2.4.2" in str(info.value)
 
 
@@ -729,43 +696,43 @@ CME = [
 
 @pytest.mark.parametrize(("line", "expected"), CME)
 def test_parse_cme_error(line: str, expected: CmeError) -> None:
-    assert r6.parse_cme_error(line) == expected
+    assert parsers.parse_cme_error(line) == expected
 
 
 @pytest.mark.parametrize("line", ["ERROR", "OK", "+CMS ERROR: 500", "+COPS: 2"])
 def test_parse_cme_error_other_lines(line: str) -> None:
-    assert r6.parse_cme_error(line) is None
+    assert parsers.parse_cme_error(line) is None
 
 
 def test_cme_error_text_table() -> None:
-    assert r6.cme_error_text(3) == "operation not allowed"
-    assert r6.CME_ERROR_TEXT[148] == "unspecified GPRS error"
-    assert r6.cme_error_text(12345) == "error 12345"
+    assert parsers.cme_error_text(3) == "operation not allowed"
+    assert parsers.CME_ERROR_TEXT[148] == "unspecified GPRS error"
+    assert parsers.cme_error_text(12345) == "error 12345"
 
 
 def test_act_text() -> None:
-    assert r6.act_text(7) == "E-UTRAN"
-    assert r6.act_text(2) == "UTRAN"
-    assert r6.act_text(None) == "unknown access technology"
-    assert r6.act_text(42) == "access technology 42"
+    assert parsers.act_text(7) == "E-UTRAN"
+    assert parsers.act_text(2) == "UTRAN"
+    assert parsers.act_text(None) == "unknown access technology"
+    assert parsers.act_text(42) == "access technology 42"
 
 
 # -- rules ------------------------------------------------------------------------------------
 
 
 def test_constants_carry_the_app_note_numbers() -> None:
-    assert (r6.MIN_CID, r6.MAX_CID) == (1, 8)
-    assert r6.MAX_PRIMARY_CONTEXTS == 5
-    assert r6.MAX_SECONDARY_PER_PRIMARY == 7
-    assert r6.MAX_ACTIVE_CONTEXTS == 8
-    assert r6.MAX_PPP_INSTANCES == 3
-    assert (r6.MNO_PROFILE_VERIZON, r6.VERIZON_DATA_CID) == (3, 3)
-    assert r6.LTE_DEFAULT_BEARER_CID == 1
-    assert r6.ESCAPE_SEQUENCE == b"+++"
-    assert (r6.ESCAPE_GUARD_S, r6.ESCAPE_MAX_GAP_S) == (2.0, 0.5)
-    assert (r6.UEMBPF_MIN_FIRST_PORT, r6.UEMBPF_MIN_PORTS) == (1025, 50)
-    assert r6.URC_PREFIXES == {"+CEREG", "+CGEV", "+CSCON", "+UUPING", "+UUPINGER"}
-    assert r6.CFUN16_REBOOT_BUDGET_S > r6.REBOOT_PROBE_INTERVAL_S > 0
+    assert (commands.MIN_CID, commands.MAX_CID) == (1, 8)
+    assert rules.MAX_PRIMARY_CONTEXTS == 5
+    assert rules.MAX_SECONDARY_PER_PRIMARY == 7
+    assert rules.MAX_ACTIVE_CONTEXTS == 8
+    assert rules.MAX_PPP_INSTANCES == 3
+    assert (rules.MNO_PROFILE_VERIZON, rules.VERIZON_DATA_CID) == (3, 3)
+    assert rules.LTE_DEFAULT_BEARER_CID == 1
+    assert rules.ESCAPE_SEQUENCE == b"+++"
+    assert (rules.ESCAPE_GUARD_S, rules.ESCAPE_MAX_GAP_S) == (2.0, 0.5)
+    assert (ports.UEMBPF_MIN_FIRST_PORT, ports.UEMBPF_MIN_PORTS) == (1025, 50)
+    assert rules.URC_PREFIXES == {"+CEREG", "+CGEV", "+CSCON", "+UUPING", "+UUPINGER"}
+    assert rules.CFUN16_REBOOT_BUDGET_S > rules.REBOOT_PROBE_INTERVAL_S > 0
 
 
 @pytest.mark.parametrize(("act", "expected"), [
@@ -773,7 +740,7 @@ def test_constants_carry_the_app_note_numbers() -> None:
     (7, False), (9, False),  # LTE
 ])
 def test_needs_cgact_before_use(act: int, expected: bool) -> None:
-    assert r6.needs_cgact_before_use(act) is expected
+    assert rules.needs_cgact_before_use(act) is expected
 
 
 GOOD_PLANS: list[tuple[list[PdpPlan], int | None]] = [
@@ -797,7 +764,7 @@ GOOD_PLANS: list[tuple[list[PdpPlan], int | None]] = [
 @pytest.mark.parametrize(("plans", "profile"), GOOD_PLANS)
 def test_check_pdp_plan_accepts(plans: list[PdpPlan], profile: int | None) -> None:
     # It raises ConfigError on refusal and returns nothing otherwise.
-    assert r6.check_pdp_plan(plans, mno_profile=profile) is None  # type: ignore[func-returns-value]
+    assert rules.check_pdp_plan(plans, mno_profile=profile) is None  # type: ignore[func-returns-value]
 
 
 BAD_PLANS: list[tuple[list[PdpPlan], int | None, str]] = [
@@ -842,7 +809,7 @@ BAD_PLANS: list[tuple[list[PdpPlan], int | None, str]] = [
 @pytest.mark.parametrize(("plans", "profile", "message"), BAD_PLANS)
 def test_check_pdp_plan_refuses(plans: list[PdpPlan], profile: int | None, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        r6.check_pdp_plan(plans, mno_profile=profile)
+        rules.check_pdp_plan(plans, mno_profile=profile)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -900,12 +867,12 @@ def test_port_range_operations() -> None:
 
 
 def test_check_uembpf_range() -> None:
-    assert r6.check_uembpf_range(PortRange.parse(r6.UEMBPF_EXAMPLE_RANGE)) == PortRange(6000, 6200)
-    assert r6.check_uembpf_range(PortRange(1025, 1074)) == PortRange(1025, 1074)
+    assert ports.check_uembpf_range(PortRange.parse(ports.UEMBPF_EXAMPLE_RANGE)) == PortRange(6000, 6200)
+    assert ports.check_uembpf_range(PortRange(1025, 1074)) == PortRange(1025, 1074)
     with pytest.raises(ValidationError, match="at or below port 1024"):
-        r6.check_uembpf_range(PortRange(1024, 1200))
+        ports.check_uembpf_range(PortRange(1024, 1200))
     with pytest.raises(ValidationError, match=r'widen it \(e.g. "65486-65535"\)'):
-        r6.check_uembpf_range(PortRange(65500, 65535))
+        ports.check_uembpf_range(PortRange(65500, 65535))
 
 
 @pytest.mark.parametrize(("ranges", "merged"), [
@@ -916,7 +883,7 @@ def test_check_uembpf_range() -> None:
     ([PortRange(1, 5), PortRange(3, 8), PortRange(8, 8)], (PortRange(1, 8),)),
 ])
 def test_merge_ranges(ranges: list[PortRange], merged: tuple[PortRange, ...]) -> None:
-    assert r6.merge_ranges(ranges) == merged
+    assert ports.merge_ranges(ranges) == merged
 
 
 @pytest.mark.parametrize(("ranges", "removed", "left"), [
@@ -928,13 +895,13 @@ def test_merge_ranges(ranges: list[PortRange], merged: tuple[PortRange, ...]) ->
 ])
 def test_subtract_ranges(ranges: list[PortRange], removed: list[PortRange],
                          left: tuple[PortRange, ...]) -> None:
-    assert r6.subtract_ranges(ranges, removed) == left
+    assert ports.subtract_ranges(ranges, removed) == left
 
 
 def test_compact_ports() -> None:
-    assert r6.compact_ports([5, 6, 7, 9, PortRange(10, 12), 1]) == (
+    assert ports.compact_ports([5, 6, 7, 9, PortRange(10, 12), 1]) == (
         PortRange(1, 1), PortRange(5, 7), PortRange(9, 12))
-    assert r6.format_ranges(r6.compact_ports([5, 6, 7, 9])) == "5-7,9"
+    assert ports.format_ranges(ports.compact_ports([5, 6, 7, 9])) == "5-7,9"
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -942,13 +909,13 @@ def test_compact_ports() -> None:
     ("1024 65000", PortRange(1024, 65000)),
 ])
 def test_parse_local_port_range(text: str, expected: PortRange) -> None:
-    assert r6.parse_local_port_range(text) == expected
+    assert ports.parse_local_port_range(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "32768", "a b", "60999 32768"])
 def test_parse_local_port_range_refuses(text: str) -> None:
     with pytest.raises(ValidationError):
-        r6.parse_local_port_range(text)
+        ports.parse_local_port_range(text)
 
 
 RESERVED = [
@@ -963,8 +930,8 @@ RESERVED = [
 
 @pytest.mark.parametrize(("text", "expected"), RESERVED)
 def test_parse_reserved_ports(text: str, expected: tuple[PortRange, ...]) -> None:
-    assert r6.parse_reserved_ports(text) == expected
-    assert r6.parse_reserved_ports(r6.format_reserved_ports(expected)) == expected
+    assert ports.parse_reserved_ports(text) == expected
+    assert ports.parse_reserved_ports(ports.format_reserved_ports(expected)) == expected
 
 
 @pytest.mark.parametrize(("current", "embpf", "expected"), [
@@ -978,8 +945,8 @@ def test_parse_reserved_ports(text: str, expected: tuple[PortRange, ...]) -> Non
     ("7000-7100", PortRange(6000, 6200), "6000-6200,7000-7100"),
 ])
 def test_reserved_ports_with(current: str, embpf: PortRange, expected: str) -> None:
-    assert r6.reserved_ports_with(current, embpf) == expected
-    assert r6.reserved_ports_with(expected, embpf) == expected  # idempotent
+    assert ports.reserved_ports_with(current, embpf) == expected
+    assert ports.reserved_ports_with(expected, embpf) == expected  # idempotent
 
 
 @pytest.mark.parametrize(("current", "removed", "expected"), [
@@ -989,12 +956,12 @@ def test_reserved_ports_with(current: str, embpf: PortRange, expected: str) -> N
     ("", [PortRange(6000, 6200)], ""),
 ])
 def test_reserved_ports_without(current: str, removed: list[PortRange], expected: str) -> None:
-    assert r6.reserved_ports_without(current, removed) == expected
+    assert ports.reserved_ports_without(current, removed) == expected
 
 
 def test_reserved_ports_refuses_garbage() -> None:
     with pytest.raises(ValidationError, match="ip_local_reserved_ports entry"):
-        r6.reserved_ports_with("1000-abc", PortRange(6000, 6200))
+        ports.reserved_ports_with("1000-abc", PortRange(6000, 6200))
 
 
 EMBPF = PortRange(6000, 6200)
@@ -1022,7 +989,7 @@ HOST_PORT_CASES: list[tuple[PortRange, list[int | PortRange], list[BoundSocket],
 def test_check_host_ports(ephemeral: PortRange, reserved: list[int | PortRange],
                           bound: list[BoundSocket], pickable: tuple[PortRange, ...],
                           inside: tuple[BoundSocket, ...]) -> None:
-    report = r6.check_host_ports(EMBPF, ephemeral, reserved, bound)
+    report = ports.check_host_ports(EMBPF, ephemeral, reserved, bound)
     assert report.pickable == pickable
     assert report.bound == inside
     assert report.ok is (not pickable and not inside)
@@ -1032,8 +999,8 @@ def test_check_host_ports(ephemeral: PortRange, reserved: list[int | PortRange],
 
 
 def test_check_host_ports_describe_names_ports_and_fix() -> None:
-    report = r6.check_host_ports(
-        EMBPF, PortRange(1024, 65000), r6.parse_reserved_ports("6100-6120"),
+    report = ports.check_host_ports(
+        EMBPF, PortRange(1024, 65000), ports.parse_reserved_ports("6100-6120"),
         [DNSMASQ, BoundSocket("tcp", 6001, None, None), BoundSocket("tcp", 6002, 9, None)],
     )
     first, *sockets = report.describe()
@@ -1048,7 +1015,7 @@ def test_check_host_ports_describe_names_ports_and_fix() -> None:
 
 
 def test_check_host_ports_ok_sentence() -> None:
-    (line,) = r6.check_host_ports(EMBPF, PortRange(32768, 60999), [], []).describe()
+    (line,) = ports.check_host_ports(EMBPF, PortRange(32768, 60999), [], []).describe()
     assert line.startswith("no host socket can use the module's port range 6000-6200")
 
 
@@ -1056,15 +1023,15 @@ def test_check_host_ports_ok_sentence() -> None:
 
 
 def test_xlat_switch_commands() -> None:  # app note §2.5
-    assert r6.xlat_switch_commands(True) == ["AT+CFUN=0", "AT+UDCONF=66,4,1", "AT+CFUN=16"]
-    assert r6.xlat_switch_commands(False) == ["AT+CFUN=0", "AT+UDCONF=66,4,0", "AT+CFUN=16"]
+    assert xlat.xlat_switch_commands(True) == ["AT+CFUN=0", "AT+UDCONF=66,4,1", "AT+CFUN=16"]
+    assert xlat.xlat_switch_commands(False) == ["AT+CFUN=0", "AT+UDCONF=66,4,0", "AT+CFUN=16"]
 
 
 def test_t_mobile_plmns() -> None:
-    assert "310260" in r6.T_MOBILE_US_PLMNS
-    assert r6.is_t_mobile_us(" 310260 ")
-    assert not r6.is_t_mobile_us("310410")  # AT&T
-    assert all(p.isdigit() and len(p) == 6 and p.startswith("310") for p in r6.T_MOBILE_US_PLMNS)
+    assert "310260" in xlat.T_MOBILE_US_PLMNS
+    assert xlat.is_t_mobile_us(" 310260 ")
+    assert not xlat.is_t_mobile_us("310410")  # AT&T
+    assert all(p.isdigit() and len(p) == 6 and p.startswith("310") for p in xlat.T_MOBILE_US_PLMNS)
 
 
 NOW = 1_700_000_000.0
@@ -1088,27 +1055,27 @@ XLAT_CASES: list[tuple[str, str, bool, str, str]] = [
 
 @pytest.mark.parametrize(("plmn", "granted", "xlat_on", "action", "words"), XLAT_CASES)
 def test_decide_xlat(plmn: str, granted: str, xlat_on: bool, action: str, words: str) -> None:
-    decision = r6.decide_xlat(plmn=plmn, granted_pdp_type=granted, xlat_enabled=xlat_on,
+    decision = xlat.decide_xlat(plmn=plmn, granted_pdp_type=granted, xlat_enabled=xlat_on,
                               history=XlatHistory(), now=NOW)
     assert decision.action == action
     assert words in decision.reason
     assert decision.commands == ([] if action == "none"
-                                 else r6.xlat_switch_commands(action == "enable"))
+                                 else xlat.xlat_switch_commands(action == "enable"))
 
 
 def test_decide_xlat_custom_home_plmns() -> None:
-    decision = r6.decide_xlat(plmn="99999", granted_pdp_type="IPV6", xlat_enabled=False,
+    decision = xlat.decide_xlat(plmn="99999", granted_pdp_type="IPV6", xlat_enabled=False,
                               history=XlatHistory(), now=NOW, home_plmns=frozenset({"99999"}))
     assert decision.action == "enable"
 
 
-def enable_now(history: XlatHistory, now: float) -> r6.XlatDecision:
-    return r6.decide_xlat(plmn="310260", granted_pdp_type="IPV6", xlat_enabled=False,
+def enable_now(history: XlatHistory, now: float) -> xlat.XlatDecision:
+    return xlat.decide_xlat(plmn="310260", granted_pdp_type="IPV6", xlat_enabled=False,
                           history=history, now=now)
 
 
-def disable_now(history: XlatHistory, now: float) -> r6.XlatDecision:
-    return r6.decide_xlat(plmn="22201", granted_pdp_type="IP", xlat_enabled=True,
+def disable_now(history: XlatHistory, now: float) -> xlat.XlatDecision:
+    return xlat.decide_xlat(plmn="22201", granted_pdp_type="IP", xlat_enabled=True,
                           history=history, now=now)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from larappp.errors import ConfigError
-from larappp.vendor.lara_r6_commands import cfun, udconf66_set
+from larappp.lara_r6.commands import cfun, udconf66_set
 
 __all__ = [
     "T_MOBILE_US_PLMNS",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from larappp.errors import ModemError, ValidationError
-from larappp.vendor.lara_r6_ports import PortRange
+from larappp.lara_r6.ports import PortRange
 
 __all__ = [
     "ACT_TEXT",

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from enum import IntEnum
 
 from larappp.errors import ValidationError
-from larappp.vendor.lara_r6_ports import PortRange, check_uembpf_range
+from larappp.lara_r6.ports import PortRange, check_uembpf_range
 
 __all__ = [
     "APN_LABEL_MAX_LEN",

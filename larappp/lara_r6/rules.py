@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from larappp.errors import ConfigError
-from larappp.vendor.lara_r6_commands import (
+from larappp.lara_r6.commands import (
     MAX_CID,
     MIN_CID,
     PDP_TYPES,
