@@ -23,8 +23,10 @@ install: deps
 demo: deps
 	$(PYTHON) scripts/demo.py
 
+# pytest exits 5 when it collected nothing: a suite that did not run is a failure, said so.
 test: deps
-	$(PYTHON) -m pytest -q tests
+	@$(PYTHON) -m pytest -q tests; status=$$?; \
+	if [ $$status = 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
 # The real pppd runs in a small QEMU VM (the kernel here has no PPP): tests/vm builds it
 # on first use from Debian packages, cached in /var/cache/larappp-vm (kept by `clean`).

@@ -39,8 +39,8 @@ def test_overlap_is_reported_then_fixed_without_narrowing(cli: Cli, overlapping_
     cfg = cli.write_config(CONFIG, SESSION)
     binder = subprocess.Popen(
         ["ip", "netns", "exec", overlapping_ns, sys.executable, "-c",
-         "import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 6100));"
-         " print('bound', flush=True); time.sleep(60)"],
+         ("import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 6100));"
+          " print('bound', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True,
     )
     try:

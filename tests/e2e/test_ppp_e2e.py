@@ -211,16 +211,16 @@ def test_uembpf_range_traffic_never_reaches_the_dte(cli: Cli, net) -> None:  # t
     _up(cli, cfg, n)
     listener = subprocess.Popen(
         ["ip", "netns", "exec", n.dte, "python3", "-c",
-         "import socket,sys\n"
-         "socks=[]\n"
-         "for p in (5999, 6100):\n"
-         "    s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', p)); s.settimeout(4); socks.append(s)\n"
-         "print('ready', flush=True)\n"
-         "for s in socks:\n"
-         "    try:\n"
-         "        s.recvfrom(100); print('got', s.getsockname()[1], flush=True)\n"
-         "    except OSError:\n"
-         "        print('none', s.getsockname()[1], flush=True)\n"],
+         ("import socket,sys\n"
+          "socks=[]\n"
+          "for p in (5999, 6100):\n"
+          "    s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', p)); s.settimeout(4); socks.append(s)\n"
+          "print('ready', flush=True)\n"
+          "for s in socks:\n"
+          "    try:\n"
+          "        s.recvfrom(100); print('got', s.getsockname()[1], flush=True)\n"
+          "    except OSError:\n"
+          "        print('none', s.getsockname()[1], flush=True)\n")],
         stdout=subprocess.PIPE, text=True,
     )
     try:
