@@ -6,8 +6,20 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+TIERS = ("cores", "pairs", "kernel", "sim", "e2e", "vm")
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, the directory under tests/ it lives in (`-m kernel`)."""
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if _HERE in path.parents and path.relative_to(_HERE).parts[0] in TIERS:
+            item.add_marker(path.relative_to(_HERE).parts[0])
 
 
 @pytest.fixture

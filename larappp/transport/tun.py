@@ -5,7 +5,7 @@ read returns one bare IPv4 or IPv6 packet and every write injects one. The inter
 lives in the network namespace of the thread that opens it and disappears when its fd
 is closed, so a crashed larappp leaves no interface behind (FACTS.md, Kernel).
 
-IPv6 on the TUN, measured by tests/pairs/test_tun_kernel_slaac.py (Debian 12 kernel):
+IPv6 on the TUN, measured by tests/kernel/test_tun_kernel_slaac.py (Debian 12 kernel):
 - With `addr_gen_mode=1` (no kernel link-local), `accept_ra=2` and fe80::<host IID>/64
   added by hand, the kernel sends Router Solicitations into the TUN itself, and an RA
   written into the TUN fd makes it add <prefix>:<host IID>/64 (IID taken from the

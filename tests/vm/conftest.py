@@ -14,10 +14,9 @@ _HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test in tests/vm with `vm` (select with -m vm, leave out with -m 'not vm')."""
+    """Mark every test in tests/vm with `root` (tests/conftest.py marks it `vm`, its tier)."""
     for item in items:
         if _HERE in Path(str(item.path)).resolve().parents:
-            item.add_marker(pytest.mark.vm)
             item.add_marker(pytest.mark.root)
 
 
