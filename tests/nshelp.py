@@ -18,6 +18,9 @@ def in_netns(name: str, function: Callable[[], T]) -> T:
 
 
 def ip_json(namespace: str, *args: str) -> Any:
-    """`ip -n <namespace> -j ...` parsed."""
-    done = subprocess.run(["ip", "-n", namespace, "-j", *args], capture_output=True, text=True, check=True)
+    """`ip -n <namespace> -j ...` parsed; [] when the device asked for does not exist."""
+    done = subprocess.run(["ip", "-n", namespace, "-j", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        assert "does not exist" in done.stderr or "Cannot find device" in done.stderr, done.stderr
+        return []
     return json.loads(done.stdout or "[]")
