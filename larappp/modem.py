@@ -6,7 +6,6 @@ parser and rule comes from `larappp.lara_r6`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -360,7 +359,3 @@ class Modem:
             f"the module on {self.config.port} did not come back within {self.config.reboot_timeout:.0f} s "
             f"after a reboot ({last}): power-cycle it, or raise modem.reboot_timeout"
         )
-
-
-def status_json(status: ModemStatus) -> str:
-    return json.dumps(status.to_json(), indent=2)

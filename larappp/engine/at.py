@@ -32,7 +32,7 @@ from larappp.proto.at.core import (
 from larappp.proto.at.masking import mask
 from larappp.transport.pipe import Pipe
 
-#: Unclaimed URCs kept for `wait_urc` / `drain_urcs`; the oldest go first beyond this.
+#: Unclaimed URCs kept for `wait_urc`; the oldest go first beyond this.
 URC_BACKLOG = 1024
 
 
@@ -103,8 +103,6 @@ class AtRunner:
         self._waiters: list[tuple[Callable[[UrcReceived], bool], asyncio.Future[UrcReceived]]] = []
         self._ticks: set[asyncio.Future[None]] = set()
         self._backlog: deque[UrcReceived] = deque()
-        #: URCs pushed out of the backlog because nobody took them (subscribers still got them).
-        self.dropped_urcs = 0
 
     # -- lifecycle ---------------------------------------------------------------------
     @property
@@ -270,12 +268,6 @@ class AtRunner:
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
-
-    def drain_urcs(self) -> list[UrcReceived]:
-        """Take every URC no wait_urc claimed yet, oldest first."""
-        urcs = list(self._backlog)
-        self._backlog.clear()
-        return urcs
 
     # -- the pump ----------------------------------------------------------------------
     async def escape(self, *, guard: float, timeout: float = 5.0) -> Response:
@@ -457,7 +449,6 @@ class AtRunner:
                 return
         if len(self._backlog) >= URC_BACKLOG:
             self._backlog.popleft()
-            self.dropped_urcs += 1
         self._backlog.append(urc)
 
     def _wake_timers(self) -> None:

@@ -9,7 +9,6 @@ Standard library only; no I/O.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from enum import IntEnum
 
@@ -20,14 +19,11 @@ __all__ = [
     "APN_LABEL_MAX_LEN",
     "APN_MAX_LEN",
     "CFUN_MODES",
-    "HOSTNAME_MAX_LEN",
-    "MASK",
     "MAX_CID",
     "MIN_CID",
     "PASSWORD_MAX_LEN",
     "PDP_TYPES",
     "PPP_PDP_TYPES",
-    "SECRET_COMMAND_PREFIXES",
     "USER_MAX_LEN",
     "AuthType",
     "DefaultIpType",
@@ -37,40 +33,30 @@ __all__ = [
     "cereg_set",
     "cfun",
     "cgact",
-    "cgact_read",
     "cgcontrdp",
-    "cgdcont_delete",
     "cgdcont_read",
     "cgdcont_set",
     "cgmm",
-    "cgmr",
     "check_apn",
     "check_at_string",
     "check_cid",
-    "check_hostname",
     "check_password",
     "check_user",
     "cmee",
-    "cops_auto",
     "cops_format_numeric",
     "cops_read",
     "cvhu",
     "dial",
     "quote",
-    "redact_command",
-    "uauthreq",
     "udconf19_read",
     "udconf19_set",
     "udconf66_read",
     "udconf66_set",
-    "udnsrn",
-    "uembpf_disable",
     "uembpf_read",
     "uembpf_set",
     "ulwm2m_disable",
     "umnoprof_read",
     "umnoprof_set",
-    "uping",
 ]
 
 # app note §2.1: at most 8 PDP contexts in all; the u-blox +UAUTHREQ test command lists cids (1-8).
@@ -86,8 +72,6 @@ APN_LABEL_MAX_LEN = 63
 # more than the module is documented to take).
 USER_MAX_LEN = 64
 PASSWORD_MAX_LEN = 64
-# RFC 1035 §2.3.4 / RFC 1123 §2.1: a host name is at most 253 characters written with dots.
-HOSTNAME_MAX_LEN = 253
 
 # 3GPP TS 27.007 §10.1.1 PDP types, in the spelling LARA-R6 uses ("NONIP" as u-blox writes it).
 PDP_TYPES = frozenset({"IP", "IPV6", "IPV4V6", "NONIP"})
@@ -96,10 +80,6 @@ PPP_PDP_TYPES = frozenset({"IP", "IPV6", "IPV4V6"})
 # 3GPP TS 27.007 §8.2 plus u-blox: 0 minimum (radio off), 1 full, 4 airplane, 16 reboot
 # with SIM reset (app note §2.3.1 uses it to apply NVM settings).
 CFUN_MODES = frozenset({0, 1, 4, 16})
-
-MASK = "***"
-#: Commands whose arguments include a secret: log them only through redact_command().
-SECRET_COMMAND_PREFIXES = ("AT+UAUTHREQ=",)
 
 
 class AuthType(IntEnum):
@@ -246,17 +226,6 @@ def check_password(password: str, *, owner: str = "", command: str = "AT+UAUTHRE
     )
 
 
-def check_hostname(host: str, *, command: str) -> str:
-    """A host name or IP literal the module can take in +UPING / +UDNSRN."""
-    check_at_string(host, field="host", command=command, max_len=HOSTNAME_MAX_LEN)
-    if host == "" or any(c.isspace() for c in host):
-        raise ValidationError(
-            f'host "{host}" is empty or contains a space; {command} needs a host name or IP '
-            "address: give one"
-        )
-    return host
-
-
 def check_cid(cid: int, *, command: str) -> int:
     if isinstance(cid, bool) or not isinstance(cid, int) or not MIN_CID <= cid <= MAX_CID:
         raise ValidationError(
@@ -280,25 +249,12 @@ def quote(value: str) -> str:
     return f'"{value}"'
 
 
-_UAUTHREQ = re.compile(r'^(AT\+UAUTHREQ=\s*[^,]*,\s*[^,]*,\s*"[^"]*"\s*,\s*)"[^"]*"', re.IGNORECASE)
-
-
-def redact_command(command: str) -> str:
-    """`command` with secrets (the +UAUTHREQ password) replaced by *** for logs."""
-    return _UAUTHREQ.sub(lambda m: f'{m.group(1)}"{MASK}"', command)
-
-
 # -- builders ------------------------------------------------------------------------------
 
 
 def cgmm() -> str:
     """AT+CGMM: the model ("LARA-R6401" ...), to check the module is a LARA-R6."""
     return "AT+CGMM"
-
-
-def cgmr() -> str:
-    """AT+CGMR: the firmware version, worth logging with every module error."""
-    return "AT+CGMR"
 
 
 def ath() -> str:
@@ -342,11 +298,6 @@ def cgdcont_set(cid: int, pdp_type: str, apn: str) -> str:
     return f"AT+CGDCONT={cid},{quote(pdp_type)},{quote(apn)}"
 
 
-def cgdcont_delete(cid: int) -> str:
-    """AT+CGDCONT=<cid>: undefine the context (3GPP TS 27.007 §10.1.1)."""
-    return f"AT+CGDCONT={check_cid(cid, command='AT+CGDCONT')}"
-
-
 def cgdcont_read() -> str:
     return "AT+CGDCONT?"
 
@@ -364,10 +315,6 @@ def cgact(state: int, cid: int) -> str:
     return f"AT+CGACT={state},{check_cid(cid, command='AT+CGACT')}"
 
 
-def cgact_read() -> str:
-    return "AT+CGACT?"
-
-
 def cops_read() -> str:
     return "AT+COPS?"
 
@@ -375,11 +322,6 @@ def cops_read() -> str:
 def cops_format_numeric() -> str:
     """AT+COPS=3,2: report the operator as a numeric PLMN ("310260"), for XLAT decisions."""
     return "AT+COPS=3,2"
-
-
-def cops_auto() -> str:
-    """AT+COPS=0: automatic selection, when AT+COPS? says 2 (app note §2.3)."""
-    return "AT+COPS=0"
 
 
 def cereg_set(mode: int) -> str:
@@ -422,37 +364,13 @@ def uembpf_set(first: int, last: int) -> str:
     return f"AT+UEMBPF=1,{quote(str(port_range))}"
 
 
-def uembpf_disable() -> str:
-    """AT+UEMBPF=0: embedded apps then never get their replies while PPP is up (§4.3.2)."""
-    return "AT+UEMBPF=0"
-
-
 def uembpf_read() -> str:
     return "AT+UEMBPF?"
-
-
-def uauthreq(cid: int, auth: int | str, user: str, password: str) -> str:
-    """AT+UAUTHREQ=<cid>,<auth_type>,"<user>","<password>": carries a secret, log it redacted."""
-    check_cid(cid, command="AT+UAUTHREQ")
-    kind = auth_type(auth, owner=f"cid {cid}")
-    check_user(user, owner=f"cid {cid}")
-    check_password(password, owner=f"cid {cid}")
-    return f"AT+UAUTHREQ={cid},{int(kind)},{quote(user)},{quote(password)}"
 
 
 def dial(cid: int) -> str:
     """ATD*99***<cid>#: start PPP on the context; the module answers CONNECT (app note §4.1)."""
     return f"ATD*99***{check_cid(cid, command='ATD*99***<cid>#')}#"
-
-
-def uping(host: str) -> str:
-    """AT+UPING="<host>": ping from the module; results come as +UUPING URCs (app note §2.4.1)."""
-    return f"AT+UPING={quote(check_hostname(host, command='AT+UPING'))}"
-
-
-def udnsrn(host: str, *, reverse: bool = False) -> str:
-    """AT+UDNSRN=<0|1>,"<host>": resolve a name (0) or an address (1) (app note §2.4.2)."""
-    return f"AT+UDNSRN={1 if reverse else 0},{quote(check_hostname(host, command='AT+UDNSRN'))}"
 
 
 def ulwm2m_disable() -> str:

@@ -14,73 +14,39 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 
 from larappp.errors import ModemError, ValidationError
 from larappp.lara_r6.ports import PortRange
 
 __all__ = [
-    "ACT_TEXT",
-    "CME_ERROR_TEXT",
     "REGISTRATION_STAT_TEXT",
     "AtField",
     "CgevEvent",
-    "CmeError",
     "ContextParams",
     "IPAddress",
     "Lines",
     "MergedContextParams",
     "Operator",
     "PdpContext",
-    "PingFailed",
-    "PingReply",
     "Registration",
-    "act_text",
-    "cme_error_text",
     "merge_context_params",
     "parse_cereg",
-    "parse_cgact",
     "parse_cgcontrdp",
     "parse_cgdcont",
     "parse_cgev",
-    "parse_cme_error",
     "parse_cops",
     "parse_dotted_address",
     "parse_pdp_address",
     "parse_udconf",
-    "parse_udconf66_xlat",
-    "parse_udnsrn",
     "parse_uembpf",
     "parse_umnoprof",
-    "parse_uuping",
-    "parse_uupinger",
     "registration_stat_text",
     "split_fields",
 ]
 
 Lines = str | Iterable[str]
 IPAddress = IPv4Address | IPv6Address
-
-# 3GPP TS 27.007 §7.3 <AcT>.
-ACT_TEXT: dict[int, str] = {
-    0: "GSM",
-    1: "GSM Compact",
-    2: "UTRAN",
-    3: "GSM w/EGPRS",
-    4: "UTRAN w/HSDPA",
-    5: "UTRAN w/HSUPA",
-    6: "UTRAN w/HSDPA and HSUPA",
-    7: "E-UTRAN",
-    8: "EC-GSM-IoT",
-    9: "E-UTRAN (NB-S1)",
-}
-
-
-def act_text(act: int | None) -> str:
-    if act is None:
-        return "unknown access technology"
-    return ACT_TEXT.get(act, f"access technology {act}")
-
 
 # 3GPP TS 27.007 §10.1.22 <stat> of +CEREG.
 REGISTRATION_STAT_TEXT: dict[int, str] = {
@@ -100,86 +66,6 @@ REGISTRATION_STAT_TEXT: dict[int, str] = {
 
 def registration_stat_text(stat: int) -> str:
     return REGISTRATION_STAT_TEXT.get(stat, f"unknown registration state {stat}")
-
-
-# 3GPP TS 27.007 §9.2 +CME ERROR codes (the ones a LARA-R6 bring-up meets).
-CME_ERROR_TEXT: dict[int, str] = {
-    0: "phone failure",
-    1: "no connection to phone",
-    2: "phone-adaptor link reserved",
-    3: "operation not allowed",
-    4: "operation not supported",
-    5: "PH-SIM PIN required",
-    6: "PH-FSIM PIN required",
-    7: "PH-FSIM PUK required",
-    10: "SIM not inserted",
-    11: "SIM PIN required",
-    12: "SIM PUK required",
-    13: "SIM failure",
-    14: "SIM busy",
-    15: "SIM wrong",
-    16: "incorrect password",
-    17: "SIM PIN2 required",
-    18: "SIM PUK2 required",
-    20: "memory full",
-    21: "invalid index",
-    22: "not found",
-    23: "memory failure",
-    24: "text string too long",
-    25: "invalid characters in text string",
-    26: "dial string too long",
-    27: "invalid characters in dial string",
-    30: "no network service",
-    31: "network timeout",
-    32: "network not allowed - emergency calls only",
-    40: "network personalization PIN required",
-    41: "network personalization PUK required",
-    42: "network subset personalization PIN required",
-    43: "network subset personalization PUK required",
-    44: "service provider personalization PIN required",
-    45: "service provider personalization PUK required",
-    46: "corporate personalization PIN required",
-    47: "corporate personalization PUK required",
-    50: "incorrect parameters",
-    100: "unknown",
-    103: "illegal MS",
-    106: "illegal ME",
-    107: "GPRS services not allowed",
-    111: "PLMN not allowed",
-    112: "location area not allowed",
-    113: "roaming not allowed in this location area",
-    132: "service option not supported",
-    133: "requested service option not subscribed",
-    134: "service option temporarily out of order",
-    148: "unspecified GPRS error",
-    149: "PDP authentication failure",
-    150: "invalid mobile class",
-}
-_CME_CODE_BY_TEXT = {text.lower(): code for code, text in CME_ERROR_TEXT.items()}
-
-
-def cme_error_text(code: int) -> str:
-    return CME_ERROR_TEXT.get(code, f"error {code}")
-
-
-@dataclass(frozen=True)
-class CmeError:
-    """A +CME ERROR final result, numeric (AT+CMEE=1) or verbose (AT+CMEE=2)."""
-
-    code: int | None
-    text: str
-
-
-def parse_cme_error(line: str) -> CmeError | None:
-    """Read "+CME ERROR: 3" or "+CME ERROR: operation not allowed"; None for other lines."""
-    payload = _payload(line, "+CME ERROR")
-    if payload is None:
-        return None
-    value = payload.strip().strip('"').strip()
-    if _is_int(value):
-        code = int(value)
-        return CmeError(code, cme_error_text(code))
-    return CmeError(_CME_CODE_BY_TEXT.get(value.lower()), value)
 
 
 # -- low level: lines, fields, addresses -----------------------------------------------------
@@ -409,10 +295,6 @@ class PdpContext:
     ipv6: IPv6Address | None
     address_text: str = ""
 
-    @property
-    def has_address(self) -> bool:
-        return self.ipv4 is not None or self.ipv6 is not None
-
 
 def parse_cgdcont(lines: Lines) -> list[PdpContext]:
     """Read AT+CGDCONT? lines such as
@@ -573,20 +455,6 @@ def merge_context_params(params: Iterable[ContextParams]) -> dict[int, MergedCon
     return merged
 
 
-# -- +CGACT ----------------------------------------------------------------------------------
-
-
-def parse_cgact(lines: Lines) -> dict[int, bool]:
-    """Read AT+CGACT? lines ("+CGACT: 1,1") as {cid: active}."""
-    states: dict[int, bool] = {}
-    for line, payload in _payloads(lines, "+CGACT"):
-        fields = _fields(line, payload)
-        if len(fields) < 2:
-            raise _bad_line(line, "fewer than 2 fields")
-        states[_int(line, fields[0], "cid")] = _int(line, fields[1], "state") == 1
-    return states
-
-
 # -- +COPS -----------------------------------------------------------------------------------
 
 
@@ -605,11 +473,6 @@ class Operator:
         if self.format == 2 and self.name and _is_int(self.name) and len(self.name) in (5, 6):
             return self.name
         return None
-
-    @property
-    def deregistered(self) -> bool:
-        """+COPS: 2: deregistered by hand; issue AT+COPS=0 (app note §2.3)."""
-        return self.mode == 2
 
 
 def parse_cops(lines: Lines) -> Operator:
@@ -660,18 +523,6 @@ def parse_udconf(lines: Lines, *, op: int | None = None) -> tuple[int, ...]:
     )
 
 
-def parse_udconf66_xlat(lines: Lines) -> bool:
-    """Whether '+UDCONF: 66,4,1' says XLAT is on (app note §2.5)."""
-    for line, payload in _payloads(lines, "+UDCONF"):
-        values = tuple(_int(line, f, "value") for f in _fields(line, payload) if not f.empty)
-        if len(values) >= 3 and values[0] == 66 and values[1] == 4:
-            return values[2] == 1
-    raise ModemError(
-        "the answer to AT+UDCONF=66 holds no +UDCONF: 66,4,<n> line (the XLAT setting); "
-        "check that the module firmware supports XLAT (app note §2.5)"
-    )
-
-
 # -- +CEREG ----------------------------------------------------------------------------------
 
 
@@ -694,10 +545,6 @@ class Registration:
     @property
     def roaming(self) -> bool:
         return self.stat == 5
-
-    @property
-    def stat_text(self) -> str:
-        return registration_stat_text(self.stat)
 
 
 def parse_cereg(line: str) -> Registration:
@@ -781,72 +628,3 @@ def parse_cgev(line: str) -> CgevEvent:
     if event in ("CLASS", "DETACH"):
         return CgevEvent(origin, event, params=params)
     return CgevEvent(origin, event, cid=_opt_int(line, fields, 0, "cid"), params=params)
-
-
-# -- +UUPING, +UUPINGER, +UDNSRN ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PingReply:
-    """One +UUPING URC: the result of one echo request sent by AT+UPING (app note §2.4.1)."""
-
-    seq: int
-    size: int
-    host: str
-    ip: IPAddress | None
-    ttl: int
-    rtt_ms: int
-
-    @property
-    def timed_out(self) -> bool:
-        return self.rtt_ms == -1  # app note §2.4.1
-
-    @property
-    def ttl_too_low(self) -> bool:
-        return self.rtt_ms == -2  # app note §2.4.1
-
-
-def parse_uuping(line: str) -> PingReply:
-    """Read '+UUPING: 1,32,"www.google.com","216.58.206.68",115,62'."""
-    _, payload = _first_payload(line, "+UUPING", "AT+UPING")
-    fields = _fields(line, payload)
-    if len(fields) < 6:
-        raise _bad_line(line, "fewer than 6 fields")
-    try:
-        ip: IPAddress | None = ip_address(fields[3].text)
-    except ValueError:
-        ip = parse_dotted_address(fields[3].text)
-    return PingReply(
-        seq=_int(line, fields[0], "ping number"),
-        size=_int(line, fields[1], "packet size"),
-        host=fields[2].text,
-        ip=ip,
-        ttl=_int(line, fields[4], "TTL"),
-        rtt_ms=_int(line, fields[5], "round-trip time"),
-    )
-
-
-@dataclass(frozen=True)
-class PingFailed:
-    """A +UUPINGER URC: AT+UPING failed; the code is in the AT commands manual's ping table."""
-
-    code: int
-
-
-def parse_uupinger(line: str) -> PingFailed:
-    """Read '+UUPINGER: 8'."""
-    _, payload = _first_payload(line, "+UUPINGER", "AT+UPING")
-    return PingFailed(_int(line, _fields(line, payload)[0], "error code"))
-
-
-def parse_udnsrn(lines: Lines) -> tuple[str, ...]:
-    """Read '+UDNSRN: "216.239.59.147"' lines (app note §2.4.2): every result, in order."""
-    results: list[str] = []
-    for line, payload in _payloads(lines, "+UDNSRN"):
-        results.extend(f.text for f in _fields(line, payload) if f.text)
-    if not results:
-        raise ModemError(
-            "the answer to AT+UDNSRN holds no +UDNSRN: line; check the host name and that a "
-            "data context is active (app note §2.4.2)"
-        )
-    return tuple(results)

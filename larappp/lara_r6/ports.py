@@ -18,7 +18,6 @@ from larappp.errors import ValidationError
 
 __all__ = [
     "MAX_PORT",
-    "UEMBPF_EXAMPLE_RANGE",
     "UEMBPF_MIN_FIRST_PORT",
     "UEMBPF_MIN_PORTS",
     "BoundSocket",
@@ -30,10 +29,8 @@ __all__ = [
     "format_ranges",
     "format_reserved_ports",
     "merge_ranges",
-    "parse_local_port_range",
     "parse_reserved_ports",
     "reserved_ports_with",
-    "reserved_ports_without",
     "subtract_ranges",
 ]
 
@@ -42,8 +39,6 @@ MAX_PORT = 65535
 UEMBPF_MIN_FIRST_PORT = 1025
 # app note §4.3: "at least 50 ports, e.g. "6000-6050"" for the embedded applications.
 UEMBPF_MIN_PORTS = 50
-# app note §4.3.1: the example range the app note configures.
-UEMBPF_EXAMPLE_RANGE = "6000-6200"
 
 
 @dataclass(frozen=True, order=True)
@@ -180,17 +175,6 @@ def format_ranges(ranges: Iterable[PortRange]) -> str:
 # -- the two sysctls ----------------------------------------------------------------------
 
 
-def parse_local_port_range(text: str) -> PortRange:
-    """Read /proc/sys/net/ipv4/ip_local_port_range ("32768\\t60999") as the ephemeral range."""
-    parts = text.split()
-    if len(parts) != 2 or not all(p.isdigit() and p.isascii() for p in parts):
-        raise ValidationError(
-            f'ip_local_port_range "{text.strip()}" is not two port numbers: '
-            'set net.ipv4.ip_local_port_range to e.g. "32768 60999"'
-        )
-    return PortRange(int(parts[0]), int(parts[1]))
-
-
 def parse_reserved_ports(text: str) -> tuple[PortRange, ...]:
     """Read /proc/sys/net/ipv4/ip_local_reserved_ports ("1000-1005,6000-6200", or "")."""
     items = [item.strip() for item in text.strip().split(",")]
@@ -211,11 +195,6 @@ def reserved_ports_with(current: str, embpf: PortRange) -> str:
     and is what the kernel offers for exactly this: ports no socket gets automatically.
     """
     return format_reserved_ports((*parse_reserved_ports(current), embpf))
-
-
-def reserved_ports_without(current: str, ranges: Iterable[PortRange]) -> str:
-    """`current` reserved ports minus `ranges` (to undo what reserved_ports_with added)."""
-    return format_ranges(subtract_ranges(parse_reserved_ports(current), ranges))
 
 
 # -- the host check -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ Standard library only; no I/O.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,37 +27,22 @@ from larappp.lara_r6.commands import (
 )
 
 __all__ = [
-    "AT_RESPONSE_TIMEOUT_S",
-    "CFUN16_REBOOT_BUDGET_S",
-    "CFUN_TIMEOUT_S",
-    "CGACT_TIMEOUT_S",
-    "COPS_TIMEOUT_S",
-    "DIAL_CONNECT_TIMEOUT_S",
+    "COMMAND_TIMEOUTS_S",
     "ESCAPE_GUARD_S",
-    "ESCAPE_MAX_GAP_S",
-    "ESCAPE_SEQUENCE",
-    "LTE_ACTS",
     "LTE_DEFAULT_BEARER_CID",
     "MAX_ACTIVE_CONTEXTS",
     "MAX_PPP_INSTANCES",
     "MAX_PRIMARY_CONTEXTS",
-    "MAX_SECONDARY_PER_PRIMARY",
-    "MNO_PROFILE_EUROPE",
     "MNO_PROFILE_VERIZON",
     "MTU_MAX",
     "MTU_MIN_IPV4",
     "MTU_MIN_IPV6",
-    "REBOOT_PROBE_INTERVAL_S",
-    "REGISTRATION_TIMEOUT_S",
     "URC_CEREG",
     "URC_CGEV",
-    "URC_CSCON",
-    "URC_PREFIXES",
-    "URC_UUPING",
-    "URC_UUPINGER",
     "VERIZON_DATA_CID",
     "PdpPlan",
     "check_pdp_plan",
+    "command_timeout",
     "needs_cgact_before_use",
 ]
 
@@ -64,51 +50,57 @@ __all__ = [
 
 LTE_DEFAULT_BEARER_CID = 1  # app note §2.1: cid 1 is the initial default EPS bearer
 MAX_PRIMARY_CONTEXTS = 5  # app note §2.1
-MAX_SECONDARY_PER_PRIMARY = 7  # app note §2.1
 MAX_ACTIVE_CONTEXTS = 8  # app note §2.1: primary and secondary together
 MAX_PPP_INSTANCES = 3  # app note §4.1.3
 MNO_PROFILE_VERIZON = 3  # app note §2.3.1: +UMNOPROF=3
 VERIZON_DATA_CID = 3  # app note §2.3.1: under profile 3, data (APN class 3) is on cid 3
-MNO_PROFILE_EUROPE = 100  # app note §2.3.1: +UMNOPROF=100, LTE bands 3, 8, 20
 
 # MTU the host may ask for through PPP on cids other than 1 (app note §4).
 MTU_MIN_IPV4 = 576  # RFC 791: every IPv4 host must take 576-octet datagrams
 MTU_MIN_IPV6 = 1280  # RFC 8200 §5
 MTU_MAX = 1500  # larappp: the largest MTU a cellular PDN offers in practice
 
-# 3GPP TS 27.007 §7.3 <AcT> values that are LTE (E-UTRAN, and NB-S1).
-LTE_ACTS = frozenset({7, 9})
-
 # -- timing --------------------------------------------------------------------------------
-# AT+CFUN=16 answers OK, then the module resets with its SIM: on USB every port
-# disappears and comes back, on a UART the line goes silent. NVM settings
-# (+UMNOPROF, +UDCONF=19/66, +UEMBPF) take effect only then (app note §2.3.1, §2.5, §4.3).
-# After it the host must re-open the port, wait for AT to answer and redo the module
-# initialisation; the app note gives no boot time, so these are larappp's budget.
-CFUN16_REBOOT_BUDGET_S = 60.0  # larappp: OK of AT+CFUN=16 until AT answers again
-REBOOT_PROBE_INTERVAL_S = 1.0  # larappp: how often to try the port / send "AT" meanwhile
-REGISTRATION_TIMEOUT_S = 180.0  # larappp default: radio on until +CEREG stat 1 or 5
-AT_RESPONSE_TIMEOUT_S = 5.0  # larappp: plain commands (no network round trip)
-# Upper bounds the u-blox AT commands manuals give for commands that wait for the network.
-COPS_TIMEOUT_S = 180.0
-CGACT_TIMEOUT_S = 150.0
-CFUN_TIMEOUT_S = 180.0
-DIAL_CONNECT_TIMEOUT_S = 60.0  # larappp: ATD*99***<cid># until CONNECT
+# How long a command may take before its final result code, from the "Response time" of its
+# entry in the u-blox LARA-R6 AT commands manual (UBX-21046719; the same bounds u-blox gives
+# for its other cellular modules). Commands that wait for the network or the radio take
+# minutes; a command not in this table answers at once, and gets the configured
+# modem.command_timeout. Read ("?") and test ("=?") forms never wait for the network.
+COMMAND_TIMEOUTS_S: dict[str, float] = {
+    "+CFUN": 180.0,  # up to 3 min: the radio is switched (and the module resets for 16)
+    "+COPS": 180.0,  # up to 3 min: network selection and registration
+    "+CGATT": 180.0,  # up to 3 min: PS attach or detach
+    "+CGACT": 150.0,  # up to 150 s to activate a context (40 s to deactivate one)
+    "D": 180.0,  # ATD*99***<cid>#: up to 3 min: PS attach and context activation, then CONNECT
+    # ATH in online command mode ends PPP and deactivates the context (app note §4.2): the
+    # network side of AT+CGACT=0, so it gets the manual's 40 s deactivation bound.
+    "H": 40.0,
+}
 
-# app note §9.1.4: "+++" is seen only as a separate 3-byte frame after 2 s of silence,
-# with no more than 500 ms between the characters.
-ESCAPE_SEQUENCE = b"+++"
+_COMMAND_NAME = re.compile(r"AT([+&][A-Z0-9]+|[A-Z])", re.IGNORECASE)
+
+
+def command_timeout(command: str) -> float | None:
+    """The seconds the AT manual allows `command` ("AT+CFUN=1", "ATD*99***2#"), or None.
+
+    None means the command answers at once: use the configured command timeout.
+    """
+    text = command.strip()
+    if text.endswith("?"):
+        return None
+    match = _COMMAND_NAME.match(text)
+    if match is None:
+        return None
+    return COMMAND_TIMEOUTS_S.get(match.group(1).upper())
+
+
+# app note §9.1.4: "+++" is seen only as a separate 3-byte frame after 2 s of silence.
 ESCAPE_GUARD_S = 2.0
-ESCAPE_MAX_GAP_S = 0.5
 
 # -- URCs ----------------------------------------------------------------------------------
 # +CEREG: is also the answer to AT+CEREG? (parse_cereg tells the forms apart).
 URC_CEREG = "+CEREG"  # 3GPP TS 27.007 §10.1.22, enabled by AT+CEREG=<n>
 URC_CGEV = "+CGEV"  # 3GPP TS 27.007 §10.1.19: context activated/deactivated, detach
-URC_CSCON = "+CSCON"  # app note §2.3: RRC connection state (LTE only), AT+CSCON=1
-URC_UUPING = "+UUPING"  # app note §2.4.1: one ping result
-URC_UUPINGER = "+UUPINGER"  # app note §2.4.1: ping failed
-URC_PREFIXES = frozenset({URC_CEREG, URC_CGEV, URC_CSCON, URC_UUPING, URC_UUPINGER})
 
 
 def needs_cgact_before_use(act: int) -> bool:
