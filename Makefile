@@ -6,7 +6,7 @@ PIP ?= $(PYTHON) -m pip
 DEB_PACKAGES = iproute2 iputils-ping iperf3 dnsutils procps
 STAMP = .deps-installed
 
-.PHONY: demo test deps install lint bench clean vm-image test-vm
+.PHONY: demo test deps install lint bench fuzz clean vm-image test-vm
 
 $(STAMP): pyproject.toml Makefile
 	@if [ "$$(id -u)" != 0 ]; then echo "run as root: larappp configures interfaces and namespaces" >&2; exit 1; fi
@@ -42,6 +42,10 @@ lint: deps
 
 bench: deps
 	$(PYTHON) scripts/bench_hdlc.py
+
+# 10^6 coverage-guided inputs per parser (atheris); CI runs a few seconds of each (tests/proto/test_fuzz.py)
+fuzz: deps
+	$(PYTHON) scripts/fuzz.py
 
 clean:
 	rm -rf $(STAMP) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
