@@ -8,24 +8,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import json
 import logging
 import os
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from larappp import __version__
+from larappp import __version__, runtime
 from larappp.config import DEFAULT_CONFIG_PATH, Config, load_config
 from larappp.errors import LarapppError
 
 EXIT_OK = 0
-EXIT_INTERNAL = 70  # EX_SOFTWARE
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in larappp, never a user's mistake
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+# `larappp status` answers with these, apart from the error codes (1-7, 70, 130).
+STATUS_UP = 0  # the daemon runs and every session is up
+STATUS_DEGRADED = 10  # the daemon runs, but it is bringing up, stopping, or a session is not up
+STATUS_DOWN = 11  # no daemon runs (never started, stopped, failed, or killed)
 
 log = logging.getLogger("larappp")
 
@@ -81,35 +83,42 @@ def _setup_logging(verbose: bool) -> None:
 
 
 # --- up ------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
+def _prepare_runtime(config: Config) -> tuple[runtime.RuntimePaths, int]:
+    """Directories checked, the lock taken, what a killed larappp left removed: before anything
+    is started. Returns the paths and the lock fd (held for the daemon's life)."""
+    paths = runtime.RuntimePaths.of(config)
+    runtime.prepare_dirs(config)
+    lock_fd = runtime.acquire_lock(paths)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        _clean_after_killed_daemon(paths, config)
+        runtime.write_pid(paths)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    runtime.HOST_RECORD.attach(paths.host_record)
+    return paths, lock_fd
+
+
+def _left_by_killed_daemon(paths: runtime.RuntimePaths) -> bool:
+    """A pid file or host record outlives only a larappp that did not get to tear down."""
+    state = runtime.read_json(paths.state) or {}
+    return paths.pid.exists() or paths.host_record.exists() or state.get("state") not in (None, "down", "failed")
+
+
+def _clean_after_killed_daemon(paths: runtime.RuntimePaths, config: Config) -> bool:
+    """With the lock held: remove what a killed larappp left; True when there was something."""
+    if not _left_by_killed_daemon(paths):
         return False
-    except PermissionError:
-        return True
+    old = (runtime.read_text(paths.pid) or "").strip() or "?"
+    removed = asyncio.run(runtime.undo_leftovers(paths))
+    _stderr(f"larappp: removed what larappp (pid {old}) left when it was killed: {', '.join(removed)}")
     return True
 
 
-def _lock_runtime(config: Config) -> int:
-    """Hold an exclusive lock on the pid file so a second `up` with the same runtime_dir fails."""
-    from larappp.supervisor import runtime_paths
+class BringUpStopped(LarapppError):
+    """`larappp down` (SIGTERM) or Ctrl-C (SIGINT) stopped a bring-up; what it did was undone."""
 
-    _, pid_path = runtime_paths(config)
-    pid_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(pid_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        other = pid_path.read_text().strip() or "?"
-        raise LarapppError(
-            f"larappp is already running with runtime_dir {config.modem.runtime_dir} (pid {other}): "
-            "run 'larappp down' first"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
+    exit_code = EXIT_INTERRUPTED
 
 
 async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None) -> int:
@@ -124,18 +133,38 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
         progress = _Progress(sys.stderr, quiet=args.quiet)
     trace = (lambda line: _stderr(f"AT {line}")) if args.verbose else None
     sup = Supervisor(config, progress=progress, trace=trace)
+    # SIGTERM (`larappp down`) or SIGINT during the bring-up stops it and undoes what it did.
+    loop = asyncio.get_running_loop()
+    starting = asyncio.current_task()
+    assert starting is not None
+    stopped_by: list[str] = []
+
+    def stop_bring_up(name: str) -> None:
+        stopped_by.append(name)
+        starting.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_bring_up, signal.Signals(signum).name)
     try:
         await sup.start()
     except BaseException as exc:
-        sup.state = "failed"
-        sup.error = str(exc)
+        reason = f"stopped by {stopped_by[0]} during the bring-up" if stopped_by else str(exc)
+        sup.state, sup.error = "failed", ""
         try:
-            await asyncio.shield(sup.stop())
+            await asyncio.shield(sup.stop())  # sets sup.error when something could not be undone
         except Exception as stop_exc:  # report the first error, keep the second in the log  # noqa: BLE001 - the first error is the one reported
             log.debug("teardown after failure failed: %s", stop_exc)
-        sup.state, sup.error = "failed", str(exc)
+            sup.error = str(stop_exc)
+        # Stopped on request and all undone: down, not failed.
+        sup.state, sup.error = ("down", "") if stopped_by and not sup.error else ("failed", reason)
         sup.write_state()
+        if stopped_by and isinstance(exc, asyncio.CancelledError):
+            raise BringUpStopped(f"the bring-up was {reason}; everything it did was undone") from None
         raise
+    finally:
+        # From here on a signal asks the running daemon to stop (never the default: death).
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, sup.request_stop)
     summary = json.dumps(sup.snapshot())
     if ready_fd is not None:
         # Kept open: later progress lines meet a closed pipe (EPIPE, ignored), never a reused fd.
@@ -151,41 +180,44 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
 
 def cmd_up(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args.config))
-    lock_fd = _lock_runtime(config)
+    paths, lock_fd = _prepare_runtime(config)
     if args.foreground:
         try:
             return asyncio.run(_run_up(config, args, None))
         finally:
-            _cleanup_runtime(config, lock_fd)
+            _cleanup_runtime(paths, lock_fd)
+    try:
+        log_fd = runtime.open_append(paths.log)
+    except OSError as exc:
+        _cleanup_runtime(paths, lock_fd)
+        raise runtime.RuntimeDirError(f"cannot open the log {paths.log} ({exc.strerror}): remove it if it is a symbolic link") from None
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid > 0:
         os.close(write_fd)
-        os.close(lock_fd)
-        return _wait_ready(read_fd, pid, config, args.quiet)
+        os.close(log_fd)
+        os.close(lock_fd)  # the child holds the lock now (the same open file)
+        return _wait_ready(read_fd, pid, paths, args.quiet)
     # Child: detach, log to the runtime dir, report readiness through the pipe.
     os.close(read_fd)
     os.setsid()
-    os.ftruncate(lock_fd, 0)
-    os.write(lock_fd, f"{os.getpid()}\n".encode())
-    log_path = Path(config.modem.runtime_dir) / "larappp.log"
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-    null_fd = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null_fd, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
     code = 1
     try:
+        runtime.write_pid(paths)
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null_fd, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
         code = asyncio.run(_run_up(config, args, write_fd))
     except LarapppError as exc:
         _report_child_error(write_fd, exc.exit_code, str(exc))
         code = exc.exit_code
     except BaseException as exc:  # noqa: BLE001 - any crash is reported to the waiting parent
         traceback.print_exc()
-        _report_child_error(write_fd, EXIT_INTERNAL, f"internal error: {exc!r} (see {log_path})")
+        _report_child_error(write_fd, EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc} (see {paths.log})")
         code = EXIT_INTERNAL
     finally:
-        _cleanup_runtime(config, lock_fd)
+        _cleanup_runtime(paths, lock_fd)
         sys.stderr.flush()
         os._exit(code)
 
@@ -201,73 +233,74 @@ def _report_child_error(fd: int, code: int, message: str) -> None:
     _send_to_parent(fd, f"ERROR {code} {message}")
 
 
-def _wait_ready(read_fd: int, pid: int, config: Config, quiet: bool) -> int:
+def _wait_ready(read_fd: int, pid: int, paths: runtime.RuntimePaths, quiet: bool) -> int:
+    """Show the detached child's progress until it is up or failed; Ctrl-C stops its bring-up."""
     progress = _Progress(sys.stderr, quiet=quiet)
     line = ""
+    interrupted = False
     with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as reader:
-        for raw in reader:
+        while True:
+            try:
+                raw = reader.readline()
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise  # a second Ctrl-C: stop waiting, the child still undoes its work
+                interrupted = True
+                # The child is ours and not yet reaped: its pid cannot have been reused.
+                os.kill(pid, signal.SIGTERM)
+                progress("stopping the bring-up (Ctrl-C): undoing what it did")
+                continue
+            if not raw:
+                break
             line = raw.strip()
             if line.startswith("PROGRESS "):
                 progress(line[len("PROGRESS "):])
                 continue
             break
-    if line.startswith("READY "):
+    if line.startswith("READY ") and not interrupted:
         snapshot = json.loads(line[6:])
         _print_status(snapshot, as_json=False, stream=sys.stdout)
         return EXIT_OK
+    if line.startswith("READY "):
+        # Up just as Ctrl-C came: the daemon is stopping on SIGTERM as after `larappp down`.
+        os.waitpid(pid, 0)
+        _stderr("larappp: stopped (Ctrl-C) just after the bring-up; everything was undone")
+        return EXIT_INTERRUPTED
+    os.waitpid(pid, 0)
     if line.startswith("ERROR "):
         _, code, message = line.split(" ", 2)
-        os.waitpid(pid, 0)
         _stderr(f"larappp: {message}")
         return int(code)
-    os.waitpid(pid, 0)
-    _stderr(f"larappp: the background process ended without reporting (see {config.modem.runtime_dir}/larappp.log)")
+    _stderr(f"larappp: the background process ended without reporting (see {paths.log})")
     return EXIT_INTERNAL
 
 
-def _cleanup_runtime(config: Config, lock_fd: int) -> None:
-    from larappp.supervisor import runtime_paths
-
-    _, pid_path = runtime_paths(config)
-    try:
-        pid_path.unlink()
-    except OSError:
-        pass
+def _cleanup_runtime(paths: runtime.RuntimePaths, lock_fd: int) -> None:
+    runtime.HOST_RECORD.attach(None)
+    paths.pid.unlink(missing_ok=True)
     os.close(lock_fd)
 
 
 # --- down / status ---------------------------------------------------------------------------
-def _read_state(config: Config) -> dict[str, Any] | None:
-    from larappp.supervisor import runtime_paths
-
-    state_path, _ = runtime_paths(config)
-    try:
-        data: dict[str, Any] = json.loads(state_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data
-
-
 def cmd_down(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args.config))
-    state = _read_state(config)
-    if state is None or state.get("state") in ("down", "failed") or not _pid_alive(int(state.get("pid", 0))):
+    paths = runtime.RuntimePaths.of(config)
+    if not paths.directory.is_dir():
         print("larappp is not running")
         return EXIT_OK
-    pid = int(state["pid"])
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            break
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
-    else:
-        raise LarapppError(f"larappp (pid {pid}) did not stop within {args.timeout:.0f} s: check {config.modem.runtime_dir}/larappp.log")
-    state = _read_state(config) or {}
+    daemon = runtime.Daemon.find(paths)
+    if daemon is None:
+        return _down_without_daemon(paths, config)
+    try:
+        daemon.signal(signal.SIGTERM)
+        if not daemon.wait(args.timeout):
+            raise LarapppError(
+                f"larappp (pid {daemon.pid}) did not stop within {args.timeout:g} s: check {paths.log}, "
+                "or raise --timeout"
+            )
+    finally:
+        daemon.close()
+    state = runtime.read_json(paths.state) or {}
     if state.get("error"):
         _stderr(f"larappp: stopped with errors: {state['error']}")
         return 1
@@ -275,43 +308,91 @@ def cmd_down(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _down_without_daemon(paths: runtime.RuntimePaths, config: Config) -> int:
+    """No process holds the lock: nothing to signal, but a killed larappp may have left things."""
+    try:
+        lock_fd = runtime.acquire_lock(paths)
+    except runtime.AlreadyRunning:
+        # Taken a moment ago: a larappp is starting (its pid file is not written yet).
+        raise LarapppError(f"a larappp is starting with runtime_dir {paths.directory}: run 'larappp down' again in a moment") from None
+    try:
+        cleaned = _clean_after_killed_daemon(paths, config)
+    finally:
+        os.close(lock_fd)
+    print("larappp was not running; what it left is removed" if cleaned else "larappp is not running")
+    return EXIT_OK
+
+
 def _print_status(state: dict[str, Any], *, as_json: bool, stream: Any = sys.stdout) -> None:
     if as_json:
         print(json.dumps(state, indent=2), file=stream)
         return
+    for line in status_lines(state):
+        print(line, file=stream)
+
+
+def status_lines(state: dict[str, Any]) -> list[str]:
+    """The human form of a state snapshot: the daemon, the module, then each session."""
+    lines = [f"larappp: {state.get('state')}" + (f" ({state['error']})" if state.get("error") else "")]
     modem = state.get("modem") or {}
-    print(f"larappp: {state.get('state')}" + (f" ({state['error']})" if state.get("error") else ""), file=stream)
     if modem:
-        print(
+        lines.append(
             f"  module {modem.get('model') or '?'} on {state.get('port')}: operator {modem.get('plmn') or '?'}"
             f"{' (roaming)' if modem.get('roaming') else ''}, UEMBPF {modem.get('embpf') or 'off'}, "
-            f"XLAT {'on' if modem.get('xlat_enabled') else 'off'}",
-            file=stream,
+            f"XLAT {'on' if modem.get('xlat_enabled') else 'off'}"
         )
-    for s in state.get("sessions", []):
-        extra = f" {s['connect']}" if s.get("connect") else ""
-        print(f"  cid {s['cid']} {s['apn']} on {s['port']}: {s['state']}{extra}", file=stream)
-        if s.get("ifname"):
-            v6 = ", ".join(s.get("ipv6_global") or []) or "-"
-            print(
-                f"    {s['ifname']}: IPv4 {s.get('ipv4') or '-'} peer {s.get('ipv4_peer') or '-'}, IPv6 {v6}, "
-                f"DNS {', '.join(s.get('dns') or []) or '-'}",
-                file=stream,
-            )
-        if s.get("error"):
-            print(f"    error: {s['error']}", file=stream)
+    for session in state.get("sessions", []):
+        lines += session_lines(session)
+    return lines
+
+
+def session_lines(s: dict[str, Any]) -> list[str]:
+    """One session: its state line, its interface, then anything worth a line of its own."""
+    extra = f" {s['connect']}" if s.get("connect") else ""
+    lines = [f"  cid {s['cid']} {s['apn']} on {s['port']}: {s['state']}{extra}"]
+    if s.get("ifname"):
+        v6 = ", ".join(s.get("ipv6_global") or []) or "-"
+        lines.append(
+            f"    {s['ifname']}: IPv4 {s.get('ipv4') or '-'} peer {s.get('ipv4_peer') or '-'}, IPv6 {v6}, "
+            f"DNS {', '.join(s.get('dns') or []) or '-'}"
+        )
+    lines += [f"    warning: {w}" for w in s.get("warnings") or []]
+    if s.get("error"):
+        lines.append(f"    error: {s['error']}")
+    return lines
+
+
+def status_exit_code(state: dict[str, Any], running: bool) -> int:
+    """STATUS_UP when the daemon runs with every session up, STATUS_DEGRADED when it runs
+    otherwise (bringing up, a session not up), STATUS_DOWN when no daemon runs."""
+    if not running:
+        return STATUS_DOWN
+    sessions = state.get("sessions") or []
+    # "connected" is where a session ends when PPP is off (LARAPPP_NO_PPP=1, AT-level tests).
+    if state.get("state") == "up" and all(s.get("state") in ("up", "connected") for s in sessions):
+        return STATUS_UP
+    return STATUS_DEGRADED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args.config))
-    state = _read_state(config)
+    paths = runtime.RuntimePaths.of(config)
+    daemon = runtime.Daemon.find(paths) if paths.directory.is_dir() else None
+    running = daemon is not None
+    if daemon is not None:
+        daemon.close()
+    state = runtime.read_json(paths.state)
     if state is None:
         state = {"state": "down", "sessions": []}
-    elif state.get("state") not in ("down", "failed") and not _pid_alive(int(state.get("pid", 0))):
+    elif not running and state.get("state") not in ("down", "failed"):
+        # The lock is free: the process is gone (or a zombie), whatever its pid or state says.
         state["state"] = "dead"
-        state["error"] = "the larappp process is gone; run 'larappp up' again"
+        state["error"] = f"larappp (pid {state.get('pid', '?')}) ended without tearing down: run 'larappp down' to remove what it left"
+        for session in state.get("sessions") or []:
+            if session.get("state") not in ("down", "failed"):
+                session["state"] = "dead"
     _print_status(state, as_json=args.json)
-    return EXIT_OK if state.get("state") == "up" else 3
+    return status_exit_code(state, running)
 
 
 # --- check ----------------------------------------------------------------------------------
@@ -345,7 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--timeout", type=float, default=60.0)
     down.set_defaults(func=cmd_down)
 
-    status = sub.add_parser("status", help="show the module and sessions")
+    status = sub.add_parser(
+        "status", help="show the module and sessions",
+        description=f"Exit status: {STATUS_UP} all sessions up, {STATUS_DEGRADED} running but degraded "
+        f"(bringing up, stopping, or a session not up), {STATUS_DOWN} not running; error codes are 1-7.",
+    )
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
@@ -383,7 +468,12 @@ def main(argv: list[str] | None = None) -> int:
         _stderr(f"larappp: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --verbose
+        if args.verbose:
+            traceback.print_exc()
+        _stderr(f"larappp: internal error: {type(exc).__name__}: {exc} (run with --verbose for the traceback)")
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
+from larappp import runtime
 from larappp.errors import LarapppError
 from larappp.proto.ipv6 import slaac
 from larappp.transport.dns import DnsWriter
@@ -33,12 +34,15 @@ class InterfaceState:
     ipv6_router: str | None = None
     mtu: int | None = None
     dns: list[str] = field(default_factory=list)
+    #: what was not done as configured, and why (e.g. a default route the host already has)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
             "ifname": self.ifname, "ipv4": self.ipv4, "ipv4_peer": self.ipv4_peer,
             "ipv6_link_local": self.ipv6_link_local, "ipv6_global": list(self.ipv6_global),
             "ipv6_router": self.ipv6_router, "mtu": self.mtu, "dns": list(self.dns),
+            "warnings": list(self.warnings),
         }
 
 
@@ -90,20 +94,43 @@ class HostInterface:
             await self.netlink.add_ipv4_peer(self.ifname, local, peer)
         else:
             await self.netlink.add_address(self.ifname, f"{local}/32")
-        if self.default_route:
-            await self.netlink.add_default_route(self.ifname, 4, metric=self.metric)
+        if self.default_route and not await self.netlink.add_default_route(self.ifname, 4, metric=self.metric):
+            await self._report_default_route_taken()
         self.state.ipv4 = str(local)
         self.state.ipv4_peer = str(peer) if peer else None
         self._dns_v4 = list(dict.fromkeys(dns))  # pppd with one ms-dns hands it out twice
         self._publish_dns()
+        self._record()
 
+    async def _report_default_route_taken(self) -> None:
+        """The kernel refused our IPv4 default route: one with the same metric exists."""
+        metric = self.metric or 0
+        others = [
+            r for r in await self.netlink.routes(4)
+            if r.destination.prefixlen == 0 and (r.metric or 0) == metric and r.ifname != self.ifname
+        ]
+        where = ", ".join(f"dev {r.ifname}" + (f" via {r.gateway}" if r.gateway else "") for r in others) or "another interface"
+        warning = (
+            f"IPv4 default route not added: the host already has one with metric {metric} ({where}); "
+            "set this session's metric to a different number (higher: larappp is the backup) "
+            "or default_route = false"
+        )
+        self.state.warnings.append(warning)
+        log.warning("%s: %s", self.ifname, warning)
     # -- IPv6 (IPV6CP + SLAAC) ------------------------------------------------------------------
     async def apply_ipv6_link_local(self, iid: bytes) -> None:
         await self.netlink.add_ipv6_link_local(self.ifname, iid)
         self.state.ipv6_link_local = str(IPv6Address(b"\xfe\x80" + bytes(6) + iid))
+        self._record()
 
     async def apply_slaac(self, event: object, now: float) -> str | None:
         """Apply one SlaacClient event; returns a line for the log, or None."""
+        try:
+            return await self._apply_slaac(event, now)
+        finally:
+            self._record()
+
+    async def _apply_slaac(self, event: object, now: float) -> str | None:
         if isinstance(event, (slaac.AddressConfigured, slaac.AddressRefreshed)):
             # The kernel refuses valid_lft 0 (EINVAL); SLAAC removes an expired address itself.
             valid = _remaining(event.valid_until, now, minimum=1)
@@ -160,6 +187,10 @@ class HostInterface:
         except (OSError, LarapppError) as exc:
             log.warning("%s: could not publish DNS servers: %s", self.ifname, exc)
 
+    def _record(self) -> None:
+        """Keep the host record current: what a next larappp removes if this one is killed."""
+        runtime.HOST_RECORD.update(self.ifname, {"dns": self.dns.record(), "netlink": self.netlink.ledger.as_dicts()})
+
     # -- teardown ------------------------------------------------------------------------------
     async def close(self) -> list[str]:
         """Undo everything this object configured; returns what could not be undone."""
@@ -175,6 +206,10 @@ class HostInterface:
                 self.netlink.close()
                 self._opened = False
         failures += self.sysctl.undo()
+        if failures:
+            self._record()
+        else:
+            runtime.HOST_RECORD.drop(self.ifname)
         return failures
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from larappp import runtime
 from larappp.config import FAMILIES_OF_PDP_TYPE, Config, SessionConfig
 from larappp.errors import LarapppError
 from larappp.lara_r6 import parsers
@@ -25,15 +26,8 @@ from larappp.transport.pipe import Pipe
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
-PID_FILE = "larappp.pid"
 # The simulator's guard silence is 1 s (a knob); waiting 1.2 s keeps demos and tests short.
 SIM_ESCAPE_GUARD_S = 1.2
-
-
-def runtime_paths(config: Config) -> tuple[Path, Path]:
-    rt = Path(config.modem.runtime_dir)
-    return rt / STATE_FILE, rt / PID_FILE
 
 
 def sd_notify(message: str) -> None:
@@ -245,8 +239,4 @@ class Supervisor:
         }
 
     def write_state(self) -> None:
-        state_path, _ = runtime_paths(self.config)
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.snapshot(), indent=2))
-        tmp.replace(state_path)
+        runtime.write_atomic(runtime.RuntimePaths.of(self.config).state, json.dumps(self.snapshot(), indent=2))

@@ -34,12 +34,22 @@ _MODES = ("file", "resolvconf", "resolved", "auto", "none")
 
 #: runs a command with optional stdin text; raises NetworkSetupError on failure
 Runner = Callable[[Sequence[str], str | None], None]
+#: resolvconf and resolvectl are looked up here only, never in an inherited $PATH
+PINNED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name, path=PINNED_PATH)
 
 
 def _run(command: Sequence[str], stdin: str | None) -> None:
+    program = _which(command[0])
+    if program is None:
+        raise NetworkSetupError(f"{command[0]} is not installed (looked in {PINNED_PATH}): set the session's dns to file or none")
     try:
         done = subprocess.run(
-            list(command), input=stdin, capture_output=True, text=True, timeout=15, check=False
+            [program, *command[1:]], input=stdin, capture_output=True, text=True, timeout=15,
+            check=False, env={"PATH": PINNED_PATH, "LANG": "C"},
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise NetworkSetupError(f"{command[0]} failed: {exc}") from None
@@ -53,7 +63,7 @@ def _run(command: Sequence[str], stdin: str | None) -> None:
 def resolve_mode(
     mode: DnsMode,
     *,
-    which: Callable[[str], str | None] = shutil.which,
+    which: Callable[[str], str | None] = _which,
     resolved_dir: Path = RESOLVED_RUNTIME,
 ) -> DnsMode:
     """The concrete mode "auto" stands for on this host (other modes are returned as given)."""
@@ -78,7 +88,7 @@ class DnsWriter:
         *,
         directory: str | Path = DEFAULT_DIRECTORY,
         runner: Runner = _run,
-        which: Callable[[str], str | None] = shutil.which,
+        which: Callable[[str], str | None] = _which,
     ) -> None:
         if not ifname or "/" in ifname or ifname.startswith("."):
             raise ConfigError(f"interface name {ifname!r} cannot name a DNS record")
@@ -131,6 +141,22 @@ class DnsWriter:
             if search:
                 self._runner(["resolvectl", "domain", self.ifname, *search], None)
         self._applied = True
+
+    def record(self) -> dict[str, str] | None:
+        """What `apply()` published, as plain data for the host record (None: nothing)."""
+        if not self._applied or self.mode == "none":
+            return None
+        return {"mode": self.mode, "directory": str(self.directory)}
+
+    @classmethod
+    def from_record(cls, ifname: str, record: dict[str, str]) -> DnsWriter:
+        """A writer that can `remove()` what a killed larappp published (see `record()`)."""
+        mode = record.get("mode", "file")
+        if mode not in ("file", "resolvconf", "resolved"):
+            raise ConfigError(f"DNS record mode {mode!r} is unknown")
+        writer = cls(ifname, mode, directory=record.get("directory", DEFAULT_DIRECTORY))  # type: ignore[arg-type]
+        writer._applied = True
+        return writer
 
     def remove(self) -> None:
         """Take back what `apply()` published; harmless when nothing was."""

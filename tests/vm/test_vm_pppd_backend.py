@@ -198,7 +198,7 @@ def check_round(r: Round, backend: str) -> None:
     assert "larappp is down" in r.file("down.txt")
     assert (got["links_after"], got["pppd_after"], got["larappp_after"]) == ("0", "0", "0"), got
     # what stays: the state `larappp status` reads, and the DNS folder (empty)
-    assert set(got["runtime_after"].split()) <= {"state.json", "resolv.conf.d"}, got
+    assert set(got["runtime_after"].split()) <= {"state.json", "resolv.conf.d", "larappp.lock"}, got
     assert got["dns_files_after"] == "0"
     assert got["pidfiles_after"] == "0" and got["routes_after"].split() == ["0", "0"]
     after = json.loads(r.file("state-after.json") or "{}")
