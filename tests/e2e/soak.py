@@ -1,0 +1,233 @@
+"""Up/down cycles of the real `larappp` against one simulator, measured cycle by cycle.
+
+Shared by `scripts/soak.py` (1,000 cycles) and tests/e2e/test_soak.py (a few). Each
+cycle runs `larappp up` (PPP on) in a DTE namespace, reads the daemon's open fds and
+RSS while it is up, runs `larappp down` and checks the namespace is back to `lo` only.
+The simulator lives through all cycles, so its fds and RSS are the long-run leak
+detector; the daemon is new each cycle, so its figures show that nothing it reads at
+start (state, runtime files) grows. `leftovers()` names what the run left on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from larappp.transport.netns import create_netns, delete_netns
+from tests.e2e.conftest import Cli, start_sim
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """What one up/down cycle took and what the processes held while it was up."""
+
+    index: int
+    seconds: float
+    up_seconds: float
+    daemon_fds: int
+    daemon_rss_mb: float
+    sim_fds: int
+    sim_rss_mb: float
+    runtime_files: tuple[str, ...]
+
+    def row(self) -> str:
+        return (
+            f"{self.index:>5} {self.seconds:>7.2f} {self.up_seconds:>6.2f} {self.daemon_fds:>6}"
+            f" {self.daemon_rss_mb:>8.1f} {self.sim_fds:>6} {self.sim_rss_mb:>8.1f}"
+        )
+
+
+NAMESPACE_PREFIX = "lp-soak-"
+IFNAME_PREFIX = "lara"  # larappp's default interface names (lara<cid>)
+TEARDOWNS = ("lcp", "dtr", "escape", "ath")
+KEPT_FILES = frozenset({"state.json", "larappp.log"})  # the daemon's record of its last run
+HEADER = (
+    f"{'cycle':>5} {'seconds':>7} {'up_s':>6} {'fds':>6} {'RSS_MB':>8} {'simfds':>6} {'simRSS':>8}"
+)
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """The host things a run could leave behind."""
+
+    namespaces: frozenset[str]
+    tun_links: frozenset[str]
+    processes: frozenset[int]
+
+    @staticmethod
+    def take(marker: str) -> HostSnapshot:
+        """Namespaces and TUN links named like the soak's, processes naming `marker`."""
+        return HostSnapshot(
+            frozenset(name for name in _namespaces() if name.startswith(NAMESPACE_PREFIX)),
+            frozenset(name for name in _tun_links() if name.startswith(IFNAME_PREFIX)),
+            frozenset(_processes_mentioning(marker)),
+        )
+
+
+def _namespaces() -> list[str]:
+    out = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True, check=True)
+    return [entry["name"] for entry in json.loads(out.stdout or "[]")]
+
+
+def _tun_links() -> list[str]:
+    return [link.name for link in Path("/sys/class/net").iterdir() if (link / "tun_flags").exists()]
+
+
+def _processes_mentioning(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def _fds_and_rss(pid: int) -> tuple[int, float]:
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return fds, int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def _dte_links(dte: str) -> list[str]:
+    out = subprocess.run(
+        ["ip", "-n", dte, "-j", "link"], capture_output=True, text=True, check=True
+    )
+    return [link["ifname"] for link in json.loads(out.stdout)]
+
+
+def run_soak(
+    cycles: int,
+    workdir: Path,
+    on_cycle: Callable[[Cycle], None] = lambda cycle: None,
+    teardown: str = "lcp",
+) -> list[Cycle]:
+    """`cycles` up/down cycles in namespaces of their own; everything removed on return."""
+    tag = uuid.uuid4().hex[:6]
+    dte, inet = f"{NAMESPACE_PREFIX}dte-{tag}", f"{NAMESPACE_PREFIX}inet-{tag}"
+    cli = Cli(workdir)
+    create_netns(dte)
+    sim = None
+    results: list[Cycle] = []
+    try:
+        sim = start_sim(workdir, "--network", inet, ports=1)
+        config = cli.write_config(
+            f'[modem]\nport = "{sim.ptys[0]}"\nregistration_timeout = 20\n'
+            "reboot_timeout = 20\ncommand_timeout = 5\n",
+            f'[[session]]\ncid = 1\napn = "internet"\nport = "{sim.ptys[0]}"\nteardown = "{teardown}"\n',
+        )
+        runtime = workdir / "run"
+        for index in range(cycles):
+            start = time.monotonic()
+            up = cli.run(config, "up", netns=dte, ppp=True, timeout=120)
+            up_seconds = time.monotonic() - start
+            if up.returncode != 0:
+                raise AssertionError(
+                    f"cycle {index}: up failed ({up.returncode}): {up.stderr}{up.stdout}"
+                )
+            status = json.loads(cli.run(config, "status", "--json", netns=dte).stdout)
+            if status.get("state") != "up":
+                raise AssertionError(f"cycle {index}: status after up: {status}")
+            daemon_fds, daemon_rss = _fds_and_rss(int(status["pid"]))
+            sim_fds, sim_rss = _fds_and_rss(sim.proc.pid)
+            down = cli.run(config, "down", netns=dte, timeout=90)
+            if down.returncode != 0:
+                raise AssertionError(
+                    f"cycle {index}: down failed ({down.returncode}): {down.stderr}{down.stdout}"
+                )
+            links = _dte_links(dte)
+            if links != ["lo"]:
+                raise AssertionError(
+                    f"cycle {index}: links left in the DTE namespace after down: {links}"
+                )
+            if _processes_mentioning(str(config)):
+                raise AssertionError(f"cycle {index}: a larappp process outlived down")
+            files = tuple(sorted(str(p.relative_to(runtime)) for p in runtime.rglob("*")))
+            cycle = Cycle(
+                index,
+                time.monotonic() - start,
+                up_seconds,
+                daemon_fds,
+                daemon_rss,
+                sim_fds,
+                sim_rss,
+                files,
+            )
+            results.append(cycle)
+            on_cycle(cycle)
+    finally:
+        cli.cleanup()
+        if sim is not None:
+            sim.stop()
+        delete_netns(dte)
+        delete_netns(inet)
+    return results
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One figure's first decile against its last: flat when the last is within `slack`."""
+
+    name: str
+    first: float
+    last: float
+    slack: float
+
+    @property
+    def flat(self) -> bool:
+        return self.last <= self.first + self.slack
+
+    def line(self) -> str:
+        verdict = "flat" if self.flat else "GROWS"
+        return f"{self.name:<14} first decile {self.first:9.2f}  last decile {self.last:9.2f}  {verdict}"
+
+
+def drifts(cycles: Sequence[Cycle]) -> list[Drift]:
+    """Medians of the first and last tenth (at least one cycle each) of every series."""
+    tenth = max(1, len(cycles) // 10)
+    head, tail = cycles[:tenth], cycles[-tenth:]
+
+    def median(part: Sequence[Cycle], attribute: str) -> float:
+        return float(statistics.median(getattr(c, attribute) for c in part))
+
+    def drift(attribute: str, slack: Callable[[float], float]) -> Drift:
+        first = median(head, attribute)
+        return Drift(attribute, first, median(tail, attribute), slack(first))
+
+    return [
+        drift("seconds", lambda first: 0.5 * first + 0.5),
+        drift("daemon_fds", lambda first: 0),
+        drift("daemon_rss_mb", lambda first: max(4.0, 0.1 * first)),
+        drift("sim_fds", lambda first: 0),
+        drift("sim_rss_mb", lambda first: max(4.0, 0.1 * first)),
+    ]
+
+
+def leftovers(before: HostSnapshot, after: HostSnapshot, workdir: Path) -> list[str]:
+    """What the run left behind: namespaces, TUN links, processes, files other than the
+    daemon's record of its last run (state.json, larappp.log), the simulator's ptys."""
+    found = [f"namespace {name}" for name in sorted(after.namespaces - before.namespaces)]
+    found += [f"TUN link {name}" for name in sorted(after.tun_links - before.tun_links)]
+    found += [f"process {pid}" for pid in sorted(after.processes - before.processes)]
+    runtime = workdir / "run"
+    if runtime.exists():
+        found += [
+            f"file {path}"
+            for path in sorted(runtime.rglob("*"))
+            if not path.is_dir() and path.name not in KEPT_FILES
+        ]
+    if (workdir / "sim").exists() and any((workdir / "sim").iterdir()):
+        found.append(f"simulator ports in {workdir / 'sim'}")
+    return found
