@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from larappp.config import ModemConfig, SessionConfig
-from larappp.engine.at import AtRunner, Response
+from larappp.engine.at import AtRunner, Response, UrcSubscription
 from larappp.errors import LarapppError, ModemError, ModemTimeout, PortClosed, PortError
-from larappp.lara_r6 import commands, parsers, ports, rules, xlat
+from larappp.lara_r6 import commands, parsers, ports, rules, scripts, xlat
+from larappp.proto.at.chat import ChatScript
 from larappp.transport.pipe import Pipe
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,17 @@ class Modem:
     # -- port ----------------------------------------------------------------------
     async def connect(self) -> None:
         """Open the control port and make sure the module answers AT."""
-        self.pipe = await self._open_pipe()
-        self.at = AtRunner(self.pipe, clock=self._clock, trace=self._trace, secrets=self._secrets)
-        await self.at.start()
+        await self._open_runner()
         await self._sync()
+
+    async def _open_runner(self) -> None:
+        self.pipe = await self._open_pipe()
+        # Each command gets what its AT manual entry allows (CFUN, COPS, CGACT: minutes).
+        self.at = AtRunner(
+            self.pipe, clock=self._clock, trace=self._trace, secrets=self._secrets,
+            timeouts=rules.command_timeout, default_timeout=self.config.command_timeout,
+        )
+        await self.at.start()
 
     async def close(self) -> None:
         """Stop the AT runner and close the control port."""
@@ -108,9 +116,20 @@ class Modem:
             self.pipe = None
 
     async def command(self, cmd: str, *, timeout: float | None = None) -> Response:
+        return await self._runner().command(cmd, timeout=timeout)
+
+    async def _chat(self, script: ChatScript) -> list[Response]:
+        return await self._runner().run_script(script)
+
+    def _runner(self) -> AtRunner:
         if self.at is None:
             raise PortError("the module's control port is not open")
-        return await self.at.command(cmd, timeout=timeout or self.config.command_timeout)
+        return self.at
+
+    def network_events(self) -> UrcSubscription:
+        """+CGEV and +CEREG URCs on the control port (a context the network ended, lost
+        registration) until the port goes: what the supervisor watches while sessions run."""
+        return self._runner().subscribe([rules.URC_CGEV, rules.URC_CEREG])
 
     async def _sync(self) -> None:
         """A module just opened (or rebooted) may still be booting: try AT a few times."""
@@ -144,7 +163,7 @@ class Modem:
         return self.status
 
     async def _init_commands(self) -> None:
-        await self.command(commands.cmee(2))
+        await self._chat(scripts.MODULE_INIT)
         try:
             info = await self.command(commands.cgmm())
             self.status.model = next((ln for ln in info.lines if ln.strip()), "")
@@ -211,9 +230,7 @@ class Modem:
             have = existing.get(s.cid)
             if have is None or have.apn != s.apn or have.pdp_type != s.pdp_type:
                 await self.command(commands.cgdcont_set(s.cid, s.pdp_type, s.apn))
-        # ATH in online command mode ends PPP and deactivates the context (app note §4.2).
-        await self.command(commands.cvhu(0))
-        await self.command(commands.cereg_set(2))
+        await self._chat(scripts.NETWORK_REPORTING)
 
     async def _register(self) -> None:
         await self.command(commands.cfun(1))
@@ -250,8 +267,8 @@ class Modem:
             pass
 
     async def _read_network_state(self, sessions: Sequence[SessionConfig]) -> None:
-        await self.command(commands.cops_format_numeric())
-        op = parsers.parse_cops((await self.command(commands.cops_read())).lines)
+        _, operator = await self._chat(scripts.READ_OPERATOR)
+        op = parsers.parse_cops(operator.lines)
         self.status.plmn = op.name or ""
         self.status.operator = op.name or ""
         if op.act is not None:
@@ -340,16 +357,14 @@ class Modem:
         last: Exception | None = None
         while self._clock() < deadline:
             try:
-                self.pipe = await self._open_pipe()
+                await self._open_runner()
             except PortError as exc:
                 last = exc
                 await asyncio.sleep(0.2)
                 continue
-            self.at = AtRunner(self.pipe, clock=self._clock, trace=self._trace, secrets=self._secrets)
-            await self.at.start()
             try:
                 await self._sync()
-                await self.command(commands.cmee(2))
+                await self._chat(scripts.MODULE_INIT)
                 return
             except (ModemTimeout, PortClosed) as exc:
                 last = exc

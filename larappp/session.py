@@ -13,7 +13,7 @@ from larappp.engine.at import AtCommandError, AtRunner
 from larappp.engine.ppp_builtin import BuiltinPppEngine, EngineOptions
 from larappp.engine.ppp_pppd import PppdEngine
 from larappp.errors import LarapppError
-from larappp.lara_r6 import commands
+from larappp.lara_r6 import commands, rules, scripts
 from larappp.preflight import ppp_backend_choice
 from larappp.transport.pipe import Pipe
 
@@ -91,12 +91,13 @@ class Session:
         """Open the port, dial ATD*99***<cid># and stop at CONNECT (app note §4.1)."""
         self.state.state = "dialing"
         self.pipe = await self._open_pipe()
-        self.at = AtRunner(self.pipe, trace=self._trace, secrets=self._secrets)
+        self.at = AtRunner(
+            self.pipe, trace=self._trace, secrets=self._secrets,
+            timeouts=rules.command_timeout, default_timeout=self._command_timeout,
+        )
         await self.at.start()
-        await self.at.command("AT", timeout=self._command_timeout)
-        # AT+CVHU is per port: ATH in online command mode must end this port's call (app note §4.2).
-        await self.at.command(commands.cvhu(0), timeout=self._command_timeout)
-        result = await self.at.dial(commands.dial(self.config.cid), timeout=max(30.0, self._command_timeout))
+        await self.at.run_script(scripts.DIAL_PORT_SETUP)
+        result = await self.at.dial(commands.dial(self.config.cid))
         self.leftover = result.leftover
         self.state.state = "connected"
         self.state.connect_text = result.text

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from larappp.errors import ModemError, ModemTimeout, PortClosed, PortError
-from larappp.proto.at.chat import ChatScript, check_step
+from larappp.proto.at.chat import ChatScript, ChatStep, check_step
 from larappp.proto.at.core import (
     AtClient,
     CommandTimedOut,
@@ -34,6 +34,13 @@ from larappp.transport.pipe import Pipe
 
 #: Unclaimed URCs kept for `wait_urc`; the oldest go first beyond this.
 URC_BACKLOG = 1024
+
+#: How long a command may take when neither the caller nor the runner's table says.
+DEFAULT_COMMAND_TIMEOUT_S = 10.0
+
+
+def _no_table(_command: str) -> float | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,70 @@ class AtCommandError(ModemError):
         self.lines = lines
 
 
+class UrcSubscription:
+    """The URCs a subscriber asked for, oldest first, until it closes or the port goes.
+
+    `get()` waits for the next one; once the runner stops or its port vanishes, every
+    later `get()` raises that PortError (after the URCs that came before it).
+    """
+
+    def __init__(self, names: frozenset[str] | None, on_close: Callable[[UrcSubscription], None]) -> None:
+        self.names = names
+        self._queue: asyncio.Queue[UrcReceived | PortError] = asyncio.Queue()
+        self._on_close = on_close
+        self._end: PortError | None = None
+
+    def wants(self, urc: UrcReceived) -> bool:
+        return self.names is None or urc.name in self.names
+
+    def put(self, urc: UrcReceived) -> None:
+        self._queue.put_nowait(urc)
+
+    def end(self, error: PortError) -> None:
+        """No URC will come any more: `get()` raises `error` once the queue is empty."""
+        self._queue.put_nowait(error)
+
+    async def get(self) -> UrcReceived:
+        if self._end is not None:
+            raise self._end
+        return self._unwrap(await self._queue.get())
+
+    def get_nowait(self) -> UrcReceived:
+        """The next URC already received; asyncio.QueueEmpty when there is none."""
+        if self._end is not None:
+            raise self._end
+        return self._unwrap(self._queue.get_nowait())
+
+    def empty(self) -> bool:
+        return self._queue.empty()
+
+    def close(self) -> None:
+        """Stop receiving URCs (safe to call twice)."""
+        self._on_close(self)
+
+    def __aiter__(self) -> UrcSubscription:
+        return self
+
+    async def __anext__(self) -> UrcReceived:
+        try:
+            return await self.get()
+        except PortError:
+            raise StopAsyncIteration from None
+
+    def _unwrap(self, item: UrcReceived | PortError) -> UrcReceived:
+        if isinstance(item, PortError):
+            self._end = item
+            raise item
+        return item
+
+
 class AtRunner:
-    """Runs AT commands, dials and chat scripts over a Pipe; delivers every URC to subscribers."""
+    """Runs AT commands, dials and chat scripts over a Pipe; delivers every URC to subscribers.
+
+    A command without an explicit timeout gets `timeouts(command)`, the module's table of
+    how long each command may take (for LARA-R6, `lara_r6.rules.command_timeout`), or
+    `default_timeout` for a command the table does not list.
+    """
 
     OWNER = "at"
 
@@ -87,9 +156,13 @@ class AtRunner:
         clock: Callable[[], float] = time.monotonic,
         trace: Callable[[str], None] | None = None,
         secrets: Sequence[str] = (),
+        timeouts: Callable[[str], float | None] = _no_table,
+        default_timeout: float = DEFAULT_COMMAND_TIMEOUT_S,
     ) -> None:
         self._pipe = pipe
         self._clock = clock
+        self._timeouts = timeouts
+        self._default_timeout = default_timeout
         self._trace_sink = trace
         self._secrets = tuple(s for s in secrets if s)
         self._client = AtClient(report_lines=True)
@@ -99,7 +172,10 @@ class AtRunner:
         self._pending: asyncio.Future[ResponseReceived | CommandTimedOut] | None = None
         self._pending_command = ""
         self._port_error: PortError | None = None
-        self._subscribers: list[tuple[frozenset[str] | None, asyncio.Queue[UrcReceived]]] = []
+        self._subscribers: list[UrcSubscription] = []
+        # After data mode the module's command line may hold PPP bytes: the next command
+        # starts with a lone CR, which ends that line (no "AT" prefix: the module ignores it).
+        self._clean_line_first = False
         self._waiters: list[tuple[Callable[[UrcReceived], bool], asyncio.Future[UrcReceived]]] = []
         self._ticks: set[asyncio.Future[None]] = set()
         self._backlog: deque[UrcReceived] = deque()
@@ -116,12 +192,8 @@ class AtRunner:
 
     async def start(self) -> None:
         """Take the pipe (already open) and start reading it."""
-        if self.running:
-            return
-        self._pipe.attach(self.OWNER)
-        self._attached = True
-        self._port_error = None
-        self._reader = asyncio.create_task(self._read_loop(), name=f"at-reader {self._pipe.name}")
+        if not self.running:
+            self._take_pipe()
 
     async def stop(self) -> None:
         """Stop reading and give the pipe back; safe to call twice."""
@@ -130,27 +202,38 @@ class AtRunner:
             f"the AT runner on {self._pipe.name} was stopped while a caller still waited on it"
         )
         self._fail_waiters(stopped)
+        self._end_subscriptions(stopped)
         self._client.cancel_command()
         if self._attached:
             self._pipe.release(self.OWNER)
             self._attached = False
 
     async def resume(self) -> None:
-        """Take the pipe back after PPP released it, parse lines again and restart reading."""
+        """Take the pipe back after PPP released it, parse lines again and restart reading.
+
+        The first command after this starts on a clean line (a lone CR first).
+        """
         if self.running:
             return
+        self._client.resume_command_mode()
+        self._clean_line_first = True
+        self._take_pipe()
+
+    def _take_pipe(self) -> None:
         self._pipe.attach(self.OWNER)
         self._attached = True
         self._port_error = None
-        self._client.resume_command_mode()
         self._reader = asyncio.create_task(self._read_loop(), name=f"at-reader {self._pipe.name}")
 
     # -- commands ----------------------------------------------------------------------
+    def _timeout_for(self, command: str) -> float:
+        return self._timeouts(command) or self._default_timeout
+
     async def command(
-        self, cmd: str, *, timeout: float = 10.0, prefixes: tuple[str, ...] | None = None
+        self, cmd: str, *, timeout: float | None = None, prefixes: tuple[str, ...] | None = None
     ) -> Response:
         """Send `cmd` and return its answer; AtCommandError when the final result is a failure."""
-        event = await self._exchange(cmd, timeout, prefixes)
+        event = await self._exchange(cmd, timeout or self._timeout_for(cmd), prefixes)
         if event.final.kind == "connect":
             await self._hand_over()
             raise AtCommandError(
@@ -164,9 +247,9 @@ class AtRunner:
             raise AtCommandError(cmd, event.final, event.lines, secrets=self._secrets)
         return Response(event.lines, event.final)
 
-    async def dial(self, cmd: str, *, timeout: float = 60.0) -> DialResult:
+    async def dial(self, cmd: str, *, timeout: float | None = None) -> DialResult:
         """Dial (e.g. ATD*99***1#); on CONNECT stop reading and release the pipe for PPP."""
-        event = await self._exchange(cmd, timeout, None)
+        event = await self._exchange(cmd, timeout or self._timeout_for(cmd), None)
         if event.final.kind != "connect":
             reason = None
             if event.final.ok:
@@ -183,29 +266,15 @@ class AtRunner:
         return DialResult(connect_text(event.final), leftover)
 
     async def run_script(self, script: ChatScript) -> list[Response]:
-        """Run every step of `script` in order; stop at the first failing step."""
-        deadline = self._clock() + script.total_timeout
+        """Run every step of `script` in order and return their answers; stop at the first failure.
+
+        A step without its own timeout gets the runner's timeout for it; a script with a
+        `total_timeout` also stops when that runs out.
+        """
+        deadline = None if script.total_timeout is None else self._clock() + script.total_timeout
         responses: list[Response] = []
         for step in script.steps:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise ModemTimeout(
-                    f"{script.name} did not finish within {script.total_timeout:g} s"
-                    f" (stopped before {self._mask(step.command)}); check that the module answers"
-                    " on this port, or raise the script's total_timeout"
-                )
-            try:
-                event = await self._exchange(
-                    step.command, min(step.timeout, remaining), step.prefixes
-                )
-            except ModemTimeout as exc:
-                if remaining >= step.timeout:
-                    raise
-                raise ModemTimeout(
-                    f"{script.name} did not finish within {script.total_timeout:g} s (no answer"
-                    f" to {self._mask(step.command)} in the time left); check that the module"
-                    " answers on this port, or raise the script's total_timeout"
-                ) from exc
+            event = await self._step_exchange(script, step, deadline)
             if event.final.kind == "connect":
                 await self._hand_over()
                 raise AtCommandError(
@@ -227,16 +296,45 @@ class AtRunner:
             responses.append(Response(event.lines, event.final))
         return responses
 
-    # -- URCs --------------------------------------------------------------------------
-    def subscribe(self, names: Iterable[str] | None = None) -> asyncio.Queue[UrcReceived]:
-        """A queue that gets every URC from now on (or only those named, e.g. "+CEREG")."""
-        wanted = None if names is None else frozenset(n.strip().upper() for n in names)
-        queue: asyncio.Queue[UrcReceived] = asyncio.Queue()
-        self._subscribers.append((wanted, queue))
-        return queue
+    async def _step_exchange(
+        self, script: ChatScript, step: ChatStep, deadline: float | None
+    ) -> ResponseReceived:
+        timeout = step.timeout or self._timeout_for(step.command)
+        if deadline is None or deadline - self._clock() >= timeout:
+            return await self._exchange(step.command, timeout, step.prefixes)
+        try:  # the script's own deadline comes first
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise ModemTimeout(f"no time left for {step.command}")
+            return await self._exchange(step.command, remaining, step.prefixes)
+        except ModemTimeout as exc:
+            raise ModemTimeout(
+                f"{script.name} did not finish within {script.total_timeout:g} s (no answer"
+                f" to {self._mask(step.command)} in the time left); check that the module"
+                " answers on this port, or raise the script's total_timeout"
+            ) from exc
 
-    def unsubscribe(self, queue: asyncio.Queue[UrcReceived]) -> None:
-        self._subscribers = [(n, q) for n, q in self._subscribers if q is not queue]
+    # -- URCs --------------------------------------------------------------------------
+    def subscribe(self, names: Iterable[str] | None = None) -> UrcSubscription:
+        """Every URC from now on, or only those named (e.g. "+CGEV", "+CEREG"), until closed.
+
+        Subscribers see every URC, also those a `wait_urc` takes.
+        """
+        wanted = None if names is None else frozenset(n.strip().upper() for n in names)
+        subscription = UrcSubscription(wanted, self._unsubscribe)
+        if self._port_error is not None:
+            subscription.end(self._port_error)
+        self._subscribers.append(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: UrcSubscription) -> None:
+        if subscription in self._subscribers:
+            self._subscribers.remove(subscription)
+
+    def _end_subscriptions(self, error: PortError) -> None:
+        for subscription in self._subscribers:
+            subscription.end(error)
+        self._subscribers.clear()
 
     async def wait_urc(
         self,
@@ -275,12 +373,14 @@ class AtRunner:
 
         Takes the pipe back if PPP released it, keeps `guard` seconds of silence before
         the three characters (sent as one write, so they travel in one frame) and waits
-        for the module's OK: the call is then in online command mode (ATO / ATH).
+        for the module's answer. OK: the call is in online command mode (ATO / ATH).
+        NO CARRIER: the escape ended the call, as u-blox modules do during a PPP call with
+        AT&D0 or AT&D2 (the "+++" behaviour of their &D entry); the port is in command mode.
         """
         await self.resume()
         await asyncio.sleep(guard)
         event = await self._exchange("+++", timeout, None, escape=True)
-        if not event.final.ok:
+        if event.final.kind not in ("ok", "no_carrier"):
             raise AtCommandError("+++", event.final, event.lines, secrets=self._secrets)
         return Response(event.lines, event.final)
 
@@ -298,11 +398,15 @@ class AtRunner:
             future: asyncio.Future[ResponseReceived | CommandTimedOut]
             future = asyncio.get_running_loop().create_future()
             if escape:
+                # "+++" must travel alone (app note §9.1.4): no clean-line CR before it.
                 payload = self._client.send_escape(now=self._clock(), timeout=timeout, sequence=cmd)
             else:
                 payload = self._client.send(
                     cmd, now=self._clock(), timeout=timeout, response_prefixes=prefixes
                 )
+                if self._clean_line_first:
+                    payload = b"\r" + payload
+                    self._clean_line_first = False
             self._pending, self._pending_command = future, cmd
             self._trace(f">> {cmd}")
             try:
@@ -390,6 +494,7 @@ class AtRunner:
             self._port_error = PortError(f"the AT reader on {self._pipe.name} failed: {exc!r}")
             self._trace(f"-- {self._port_error}")
             self._fail_waiters(exc)
+            self._end_subscriptions(self._port_error)
 
     def _lost_port(self, cause: BaseException | None = None) -> None:
         detail = f" ({cause})" if cause is not None else ""
@@ -408,6 +513,7 @@ class AtRunner:
                 future.set_exception(
                     PortClosed(f"port {self._pipe.name} vanished while waiting for a URC")
                 )
+        self._end_subscriptions(self._port_error)
 
     def _fail_waiters(self, error: Exception) -> None:
         if self._pending is not None and not self._pending.done():
@@ -433,9 +539,9 @@ class AtRunner:
             self._pending.set_result(event)
 
     def _deliver_urc(self, urc: UrcReceived) -> None:
-        for names, queue in self._subscribers:
-            if names is None or urc.name in names:
-                queue.put_nowait(urc)
+        for subscription in self._subscribers:
+            if subscription.wants(urc):
+                subscription.put(urc)
         for predicate, future in self._waiters:
             if future.done():
                 continue

@@ -6,9 +6,10 @@ I/O, time passed in. Callers import the module they need by its own name
 
 - commands: AT command builders that validate and quote their arguments
 - parsers: typed parsers for the responses and URCs (app note literals in tests)
-- rules: limits, timing, URC names, and check_pdp_plan() for the session set
+- rules: limits, per-command timeouts, URC names, and check_pdp_plan() for the session set
 - ports: +UEMBPF port ranges and the host-side port check (app note §4.3)
 - xlat: when to switch 464XLAT on or off without reboot loops (app note §2.5)
+- scripts: the fixed AT sequences of bring-up and dialling, as chat scripts
 
 Reference: u-blox LARA-R6 Internet applications development guide, UBX-22001854 ("app note").
 """

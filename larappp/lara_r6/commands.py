@@ -27,6 +27,7 @@ __all__ = [
     "USER_MAX_LEN",
     "AuthType",
     "DefaultIpType",
+    "amp_d",
     "ath",
     "auth_type",
     "cereg_read",
@@ -36,6 +37,7 @@ __all__ = [
     "cgcontrdp",
     "cgdcont_read",
     "cgdcont_set",
+    "cgerep",
     "cgmm",
     "check_apn",
     "check_at_string",
@@ -262,6 +264,15 @@ def ath() -> str:
     return "ATH"
 
 
+def amp_d(mode: int) -> str:
+    """AT&D<n> (ITU-T V.250 §6.2.9): what a DTR ON-to-OFF transition does on this port.
+
+    0 ignores DTR, 1 switches to online command mode, 2 clears the call; u-blox modules
+    also tie what "+++" does during a PPP call to it (app note §4.2 points there).
+    """
+    return f"AT&D{_check_choice(mode, (0, 1, 2), field='&D mode', command='AT&D')}"
+
+
 def cmee(mode: int) -> str:
     """AT+CMEE=<n>: 0 plain ERROR, 1 numeric +CME ERROR codes, 2 verbose text."""
     return f"AT+CMEE={_check_choice(mode, (0, 1, 2), field='CMEE mode', command='AT+CMEE')}"
@@ -327,6 +338,11 @@ def cops_format_numeric() -> str:
 def cereg_set(mode: int) -> str:
     """AT+CEREG=<n> (3GPP TS 27.007 §10.1.22): 2 adds TAC, cell id and AcT to the URC."""
     return f"AT+CEREG={_check_choice(mode, range(6), field='CEREG mode', command='AT+CEREG')}"
+
+
+def cgerep(mode: int) -> str:
+    """AT+CGEREP=<mode> (3GPP TS 27.007 §10.1.19): send +CGEV URCs; 2 buffers them in data mode."""
+    return f"AT+CGEREP={_check_choice(mode, (0, 1, 2), field='CGEREP mode', command='AT+CGEREP')}"
 
 
 def cereg_read() -> str:

@@ -77,7 +77,7 @@ COMMAND_TIMEOUTS_S: dict[str, float] = {
     "H": 40.0,
 }
 
-_COMMAND_NAME = re.compile(r"AT([+&][A-Z0-9]+|[A-Z])", re.IGNORECASE)
+_COMMAND_NAME = re.compile(r"AT(\+[A-Z0-9]+|&?[A-Z])", re.IGNORECASE)
 
 
 def command_timeout(command: str) -> float | None:

@@ -73,12 +73,13 @@ def test_connect_passes_only_when_expected() -> None:
 
 def test_script_is_frozen_data() -> None:
     script = ChatScript(
+        "profile check",
         [ChatStep("AT+CFUN=0"), ChatStep("AT+UMNOPROF?", expect=r"\+UMNOPROF: 100")],  # type: ignore[arg-type]
         total_timeout=30.0,
-        name="profile check",
     )
     assert isinstance(script.steps, tuple)
     assert script.aborts == DEFAULT_ABORTS
+    assert script.steps[0].timeout is None  # the runner's per-command table decides
     with pytest.raises(AttributeError):
         script.total_timeout = 1.0  # type: ignore[misc]
 
@@ -98,7 +99,7 @@ def test_bad_steps_are_refused(kwargs: dict[str, object], message: str) -> None:
 
 def test_bad_script_is_refused() -> None:
     with pytest.raises(ValueError, match="positive total_timeout"):
-        ChatScript((ChatStep("AT"),), total_timeout=0)
+        ChatScript("sync", (ChatStep("AT"),), total_timeout=0)
 
 
 def test_mask() -> None:

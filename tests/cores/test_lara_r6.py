@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from larappp.errors import ConfigError, ModemError, ValidationError
-from larappp.lara_r6 import commands, parsers, ports, rules, xlat
+from larappp.lara_r6 import commands, parsers, ports, rules, scripts, xlat
 from larappp.lara_r6.commands import AuthType
 from larappp.lara_r6.parsers import (
     CgevEvent,
@@ -43,7 +43,7 @@ FORBIDDEN_IMPORTS = {"asyncio", "os", "socket", "termios", "time", "serial", "ps
                      "pyroute2", "subprocess", "select", "threading", "fcntl"}
 
 
-@pytest.mark.parametrize("module", [commands, parsers, ports, rules, xlat], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [commands, parsers, ports, rules, scripts, xlat], ids=lambda m: m.__name__)
 def test_every_public_class_has_a_one_line_docstring(module: Any) -> None:
     for name in module.__all__:
         obj = getattr(module, name)
@@ -57,6 +57,9 @@ def test_every_public_class_has_a_one_line_docstring(module: Any) -> None:
 BUILDERS: list[tuple[Callable[..., str], tuple[Any, ...], str]] = [
     (commands.cmee, (2,), "AT+CMEE=2"),
     (commands.cmee, (1,), "AT+CMEE=1"),
+    (commands.amp_d, (2,), "AT&D2"),  # ITU-T V.250 §6.2.9
+    (commands.amp_d, (0,), "AT&D0"),
+    (commands.cgerep, (2,), "AT+CGEREP=2"),  # 3GPP TS 27.007 §10.1.19
     (commands.cfun, (0,), "AT+CFUN=0"),  # app note §2.3.1
     (commands.cfun, (1,), "AT+CFUN=1"),  # app note §2.3
     (commands.cfun, (4,), "AT+CFUN=4"),
@@ -144,6 +147,8 @@ REFUSED: list[tuple[Callable[..., str], tuple[Any, ...], str]] = [
     (commands.cgact, (1, 9), "cid 9"),
     (commands.cfun, (15,), "CFUN mode 15 is not accepted by AT+CFUN: use one of 0, 1, 4, 16"),
     (commands.cmee, (3,), "CMEE mode 3"),
+    (commands.amp_d, (3,), "&D mode 3 is not accepted by AT&D: use one of 0, 1, 2"),
+    (commands.cgerep, (3,), "CGEREP mode 3"),
     (commands.cereg_set, (6,), "CEREG mode 6"),
     (commands.cvhu, (3,), "CVHU mode 3"),
     (commands.umnoprof_set, (-1,), "MNO profile -1"),
@@ -566,6 +571,45 @@ def test_parse_cgev_refuses(line: str) -> None:
 # -- +UUPING, +UUPINGER, +UDNSRN, +CME ERROR --------------------------------------------------
 
 # -- rules ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("command", "seconds"), [
+    ("AT+CFUN=0", 180.0), ("AT+CFUN=1", 180.0), ("AT+CFUN=16", 180.0), ("at+cfun=4", 180.0),
+    ("AT+COPS=0", 180.0), ("AT+COPS=3,2", 180.0), ("AT+CGATT=1", 180.0),
+    ("AT+CGACT=1,2", 150.0), ("AT+CGACT=0,2", 150.0),
+    ("ATD*99***2#", 180.0), ("ATH", 40.0),
+    # read and test forms, and commands that answer at once: the configured timeout
+    ("AT+CFUN?", None), ("AT+COPS?", None), ("AT+COPS=?", None), ("AT+CGACT?", None),
+    ("AT", None), ("AT&D2", None), ("AT+CMEE=2", None), ('AT+CGDCONT=2,"IP","apn"', None),
+    ("AT+CGDCONT?", None), ("AT+UMNOPROF=100", None), ("ATE0", None),
+])
+def test_command_timeout_is_the_at_manuals_bound(command: str, seconds: float | None) -> None:
+    assert rules.command_timeout(command) == seconds
+
+
+ALL_SCRIPTS = [scripts.MODULE_INIT, scripts.NETWORK_REPORTING, scripts.READ_OPERATOR,
+               scripts.DIAL_PORT_SETUP]
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda s: s.name)
+def test_scripts_are_data_with_the_manuals_timeouts(script: Any) -> None:
+    assert script.steps and isinstance(script.steps, tuple)
+    for step in script.steps:
+        assert step.command.startswith("AT")
+        assert step.timeout == rules.command_timeout(step.command)
+    with pytest.raises(AttributeError):
+        script.steps[0].command = "AT+CFUN=0"
+
+
+def test_every_port_that_can_carry_a_call_clears_it_on_dtr_drop() -> None:
+    # AT&D2 on the control port at bring-up and on each dial port before ATD (per port).
+    init = [step.command for step in scripts.MODULE_INIT.steps]
+    dial = [step.command for step in scripts.DIAL_PORT_SETUP.steps]
+    assert "AT&D2" in init and "AT+CMEE=2" in init
+    assert dial[0] == "AT" and "AT&D2" in dial and "AT+CVHU=0" in dial
+    reporting = [step.command for step in scripts.NETWORK_REPORTING.steps]
+    assert reporting == ["AT+CVHU=0", "AT+CEREG=2", "AT+CGEREP=2"]
+    assert scripts.READ_OPERATOR.steps[-1].expect == r"^\+COPS:"
 
 
 def test_constants_carry_the_app_note_numbers() -> None:

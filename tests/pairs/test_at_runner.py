@@ -10,6 +10,7 @@ import pytest
 
 from larappp.engine.at import AtCommandError, AtRunner, DialResult
 from larappp.errors import ModemError, ModemTimeout, PortClosed, PortError
+from larappp.lara_r6 import parsers, rules, scripts
 from larappp.proto.at.chat import ChatScript, ChatStep
 from larappp.proto.at.core import CarrierLost, UrcReceived
 from larappp.transport.pipe import Pipe
@@ -29,12 +30,16 @@ def crlf(*lines: str) -> bytes:
 class ScriptedPipe(Pipe):
     """The host end of a pipe whose far end is a scripted module (command -> reply bytes)."""
 
-    def __init__(self, replies: dict[str, bytes] | None = None, *, echo: bool = True) -> None:
+    def __init__(
+        self, replies: dict[str, bytes] | None = None, *, echo: bool = True, bytewise: bool = False
+    ) -> None:
         super().__init__()
         self.name = PORT
         self.replies = dict(replies or {})
         self.echo = echo
+        self.bytewise = bytewise  # the module's answers arrive one byte per read
         self.commands: list[str] = []
+        self.written: list[bytes] = []
         self.fail_writes = False
         self.on_command: Callable[[str], None] | None = None
         self._incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -56,10 +61,14 @@ class ScriptedPipe(Pipe):
     async def write(self, data: bytes) -> None:
         if self.fail_writes:
             raise PortClosed(f"{self.name}: write failed")
+        self.written.append(data)
+        if data == b"+++" and "+++" in self.replies:  # the escape travels alone, without CR
+            self.feed(self.replies["+++"])
+            return
         self._partial += data
         while b"\r" in self._partial:
             line, self._partial = self._partial.split(b"\r", 1)
-            command = line.decode()
+            command = line.decode("latin-1")
             self.commands.append(command)
             if self.on_command is not None:
                 self.on_command(command)
@@ -69,7 +78,9 @@ class ScriptedPipe(Pipe):
 
     # the module's side
     def feed(self, data: bytes) -> None:
-        self._incoming.put_nowait(data)
+        chunks = [data[i : i + 1] for i in range(len(data))] if self.bytewise else [data]
+        for chunk in chunks:
+            self._incoming.put_nowait(chunk)
 
     def vanish(self) -> None:
         self._incoming.put_nowait(None)
@@ -328,7 +339,7 @@ def test_subscribers_get_every_urc_or_the_named_ones() -> None:
         ]
         assert [cereg.get_nowait().line for _ in range(2)] == ["+CEREG: 2", "+CEREG: 1"]
         assert cereg.empty()
-        runner.unsubscribe(everything)
+        everything.close()
         pipe.feed(crlf("+CEREG: 5"))
         await settle()
         assert everything.empty()
@@ -438,24 +449,26 @@ def test_connect_on_a_plain_command_still_releases_the_pipe() -> None:
 # -- chat scripts ----------------------------------------------------------------------
 
 PROFILE_CHECK = ChatScript(
+    "profile check",
     (
         ChatStep("AT+CFUN=0"),
         ChatStep("AT+UMNOPROF?", expect=r"^\+UMNOPROF: 100$"),  # app note §2.3.1
         ChatStep("AT+UEMBPF?", expect=r'"6000-6200"'),  # app note §4.3.1
     ),
     total_timeout=5.0,
-    name="profile check",
 )
 
 
-def test_run_script_returns_every_response() -> None:
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "byte-by-byte"])
+def test_run_script_returns_every_response(bytewise: bool) -> None:
     async def scenario() -> None:
         pipe = ScriptedPipe(
             {
                 "AT+CFUN=0": crlf("OK"),
-                "AT+UMNOPROF?": crlf("+UMNOPROF: 100", "OK"),
+                "AT+UMNOPROF?": crlf("+CEREG: 2", "+UMNOPROF: 100", "OK"),
                 "AT+UEMBPF?": crlf('+UEMBPF: 1,"6000-6200"', "OK"),
-            }
+            },
+            bytewise=bytewise,
         )
         runner = await started(pipe)
         responses = await runner.run_script(PROFILE_CHECK)
@@ -469,9 +482,13 @@ def test_run_script_returns_every_response() -> None:
     run(scenario)
 
 
-def test_run_script_stops_at_the_first_failing_step() -> None:
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "byte-by-byte"])
+def test_run_script_stops_at_the_first_failing_step(bytewise: bool) -> None:
     async def scenario() -> None:
-        pipe = ScriptedPipe({"AT+CFUN=0": crlf("OK"), "AT+UMNOPROF?": crlf("+UMNOPROF: 90", "OK")})
+        pipe = ScriptedPipe(
+            {"AT+CFUN=0": crlf("OK"), "AT+UMNOPROF?": crlf("+UMNOPROF: 90", "OK")},
+            bytewise=bytewise,
+        )
         runner = await started(pipe)
         with pytest.raises(AtCommandError, match=r"AT\+UMNOPROF\? failed: .*\(in profile check\)"):
             await runner.run_script(PROFILE_CHECK)
@@ -495,5 +512,189 @@ def test_run_script_total_timeout_by_fake_clock() -> None:
             await runner.run_script(PROFILE_CHECK)
         assert pipe.commands == ["AT+CFUN=0", "AT+UMNOPROF?"]
         await runner.stop()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "byte-by-byte"])
+def test_run_script_aborts_on_an_abort_match(bytewise: bool) -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe(
+            {"AT+CMEE=2": crlf("OK"), "AT&D2": crlf("+CME ERROR: operation not supported")},
+            bytewise=bytewise,
+        )
+        runner = await started(pipe)
+        with pytest.raises(AtCommandError, match=r"AT&D2 failed: \+CME ERROR: operation not supported"
+                           r" \(in module init\)"):
+            await runner.run_script(scripts.MODULE_INIT)
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_bring_up_scripts_against_a_module_that_answers_them() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe({
+            "AT+CMEE=2": crlf("OK"), "AT&D2": crlf("OK"),
+            "AT+COPS=3,2": crlf("OK"), "AT+COPS?": crlf('+COPS: 0,2,"310260",7', "OK"),
+        })
+        runner = await started(pipe)
+        assert len(await runner.run_script(scripts.MODULE_INIT)) == 2
+        _, cops = await runner.run_script(scripts.READ_OPERATOR)
+        assert parsers.parse_cops(cops.lines).plmn == "310260"
+        assert pipe.commands == ["AT+CMEE=2", "AT&D2", "AT+COPS=3,2", "AT+COPS?"]
+        await runner.stop()
+
+    run(scenario)
+
+
+# -- per-command timeouts (u-blox AT manual bounds, lara_r6.rules) ----------------------
+
+
+def test_each_command_gets_its_manuals_timeout_from_a_silent_module() -> None:
+    now = [0.0]
+
+    async def scenario() -> None:
+        pipe = ScriptedPipe()  # silent: answers nothing
+        runner = await started(
+            pipe, clock=lambda: now[0], timeouts=rules.command_timeout, default_timeout=10.0
+        )
+
+        async def times_out_after(command: str, seconds: float) -> None:
+            pending = asyncio.create_task(runner.command(command))
+            await settle()
+            now[0] += seconds - 0.5
+            pipe.feed(crlf("+CSCON: 1"))  # any input makes the runner look at the clock
+            await settle()
+            assert not pending.done(), f"{command} gave up before {seconds} s"
+            now[0] += 1.0
+            pipe.feed(crlf("+CSCON: 0"))
+            with pytest.raises(ModemTimeout, match=rf"within {seconds:g} s"):
+                await pending
+
+        await times_out_after("AT+CFUN=1", 180.0)  # radio on: up to 3 min
+        await times_out_after("AT+COPS=0", 180.0)
+        await times_out_after("AT+CGACT=1,2", 150.0)
+        await times_out_after("ATH", 40.0)
+        await times_out_after("AT+CMEE=2", 10.0)  # not in the table: the configured timeout
+        await times_out_after("AT+CFUN?", 10.0)  # a read answers at once
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_a_chat_step_carries_its_manuals_timeout() -> None:
+    now = [0.0]
+
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"AT+CMEE=2": crlf("OK")})
+        runner = await started(pipe, clock=lambda: now[0], default_timeout=10.0)
+        radio_on = ChatScript("radio on", (ChatStep("AT+CMEE=2"), scripts.step("AT+CFUN=1")))
+        pending = asyncio.create_task(runner.run_script(radio_on))
+        await settle()
+        now[0] += 100.0  # far past the 10 s default, within the 180 s of AT+CFUN
+        pipe.feed(crlf("+CEREG: 2"))
+        await settle()
+        assert not pending.done()
+        pipe.feed(crlf("OK"))
+        assert [r.final.ok for r in await pending] == [True, True]
+        await runner.stop()
+
+    run(scenario)
+
+
+# -- back from data mode ---------------------------------------------------------------
+
+
+def test_first_command_after_data_mode_starts_on_a_clean_line() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"ATD*99***1#": crlf("CONNECT"), "AT": crlf("OK")})
+        runner = await started(pipe)
+        await runner.command("AT")
+        await runner.dial("ATD*99***1#")
+        pipe.attach("ppp")
+        await pipe.write(PPP_BYTES[:5])  # PPP stops mid-frame: the module's line holds garbage
+        pipe.release("ppp")
+        await runner.resume()
+        await runner.command("AT")
+        await runner.command("AT")
+        assert pipe.written[0] == b"AT\r"
+        assert pipe.written[-2:] == [b"\rAT\r", b"AT\r"]  # a lone CR first, once
+        # the CR ended the garbage line on its own, so the module saw a clean "AT"
+        assert pipe.commands[-3:] == [PPP_BYTES[:5].decode("latin-1"), "AT", "AT"]
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_escape_accepts_ok_and_the_no_carrier_of_amp_d2() -> None:
+    async def scenario() -> None:
+        for answer, kind in (("OK", "ok"), ("NO CARRIER", "no_carrier")):
+            pipe = ScriptedPipe({"ATD*99***1#": crlf("CONNECT"), "+++": crlf(answer),
+                                 "ATH": crlf("OK")})
+            runner = await started(pipe)
+            await runner.dial("ATD*99***1#")
+            assert (await runner.escape(guard=0.0, timeout=1.0)).final.kind == kind
+            assert pipe.written[-1] == b"+++"  # alone: no clean-line CR before the escape
+            assert (await runner.command("ATH")).final.ok
+            assert pipe.written[-1] == b"\rATH\r"
+            await runner.stop()
+        pipe = ScriptedPipe({"ATD*99***1#": crlf("CONNECT"), "+++": crlf("ERROR")})
+        runner = await started(pipe)
+        await runner.dial("ATD*99***1#")
+        with pytest.raises(AtCommandError, match=r"\+\+\+ failed: ERROR"):
+            await runner.escape(guard=0.0, timeout=1.0)
+        await runner.stop()
+
+    run(scenario)
+
+
+# -- URC subscriptions on the control port -----------------------------------------------
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "byte-by-byte"])
+def test_control_port_subscription_gets_cgev_and_cereg_until_the_port_vanishes(
+    bytewise: bool,
+) -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"AT+CGDCONT?": crlf('+CGDCONT: 2,"IP","a"', "+CGEV: NW DETACH", "OK")},
+                            bytewise=bytewise)
+        runner = await started(pipe)
+        control = runner.subscribe([rules.URC_CGEV, rules.URC_CEREG])
+        pipe.feed(crlf("+CGEV: NW DEACT 2", "+CSCON: 0", "+CEREG: 0"))
+        await runner.command("AT+CGDCONT?")  # a URC inside an answer reaches the subscriber too
+        got = [await control.get() for _ in range(3)]
+        assert [u.line for u in got] == ["+CGEV: NW DEACT 2", "+CEREG: 0", "+CGEV: NW DETACH"]
+        assert parsers.parse_cgev(got[0].line).deactivation
+        assert not parsers.parse_cereg(got[1].line).registered
+        pipe.feed(crlf("+CEREG: 1"))
+        pipe.vanish()
+        assert [u.line async for u in control] == ["+CEREG: 1"]  # then the port is gone
+        with pytest.raises(PortClosed, match="vanished"):
+            await control.get()
+        late = runner.subscribe(["+CGEV"])
+        with pytest.raises(PortClosed):
+            await late.get()
+        await runner.stop()
+
+    run(scenario)
+
+
+def test_subscription_ends_when_the_runner_stops_and_close_is_idempotent() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe()
+        runner = await started(pipe)
+        control = runner.subscribe(["+CGEV"])
+        closed = runner.subscribe()
+        closed.close()
+        closed.close()
+        waiting = asyncio.create_task(control.get())
+        await settle()
+        await runner.stop()
+        with pytest.raises(PortError, match="was stopped"):
+            await waiting
+        pipe.feed(crlf("+CGEV: ME PDN ACT 1"))
+        await settle()
+        assert closed.empty()
 
     run(scenario)

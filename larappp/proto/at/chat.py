@@ -1,9 +1,10 @@
 """Chat scripts: AT sequences as constant data, and the pure check of one step's answer.
 
 A script is a tuple of steps (command, what the answer must contain, timeout), a set of
-abort matches that fail it at once, and a timeout for the whole script. A runner sends
-each step, collects the answer with `AtClient`, and asks `check_step()` whether to go on.
-Dialling is not a chat step: it hands the port over to PPP (`AtRunner.dial`).
+abort matches that fail it at once, and optionally a timeout for the whole script. A
+runner (`larappp.engine.at.AtRunner.run_script`) sends each step, collects the answer
+with `AtClient`, and asks `check_step()` whether to go on. Dialling is not a chat step:
+it hands the port over to PPP (`AtRunner.dial`).
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ class ChatStep:
     """One command of a chat script and what its answer must contain.
 
     `expect` is a regular expression searched in every response line and in the final
-    line; None means the final result must be OK. `prefixes` overrides the response
-    prefixes (see `AtClient.send`).
+    line; None means the final result must be OK. `timeout` None leaves it to the runner
+    (its table of per-command timeouts). `prefixes` overrides the response prefixes (see
+    `AtClient.send`).
     """
 
     command: str
     expect: str | None = None
-    timeout: float = 10.0
+    timeout: float | None = None
     prefixes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -45,7 +47,7 @@ class ChatStep:
             raise ValueError(
                 f"chat step {self.command!r} is not an AT command (it must start with AT)"
             )
-        if not self.timeout > 0:
+        if self.timeout is not None and not self.timeout > 0:
             raise ValueError(
                 f"chat step {self.command!r} needs a positive timeout, not {self.timeout}"
             )
@@ -63,13 +65,13 @@ class ChatStep:
 class ChatScript:
     """An AT sequence as data: steps in order, abort matches, and a timeout for the whole."""
 
+    name: str
     steps: tuple[ChatStep, ...]
     aborts: tuple[str, ...] = DEFAULT_ABORTS
-    total_timeout: float = 60.0
-    name: str = "chat script"
+    total_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.total_timeout > 0:
+        if self.total_timeout is not None and not self.total_timeout > 0:
             raise ValueError(
                 f"{self.name} needs a positive total_timeout, not {self.total_timeout}"
             )
