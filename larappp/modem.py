@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from larappp.config import ModemConfig, SessionConfig
-from larappp.engine.at import AtRunner, Response, UrcSubscription
+from larappp.engine.at import AtRunner, UrcSubscription
 from larappp.errors import LarapppError, ModemError, ModemTimeout, PortClosed, PortError
 from larappp.lara_r6 import commands, parsers, ports, rules, scripts, xlat
 from larappp.proto.at.chat import ChatScript
+from larappp.proto.at.core import ResponseReceived
 from larappp.transport.pipe import Pipe
 
 log = logging.getLogger(__name__)
@@ -115,10 +116,10 @@ class Modem:
             await self.pipe.close()
             self.pipe = None
 
-    async def command(self, cmd: str, *, timeout: float | None = None) -> Response:
+    async def command(self, cmd: str, *, timeout: float | None = None) -> ResponseReceived:
         return await self._runner().command(cmd, timeout=timeout)
 
-    async def _chat(self, script: ChatScript) -> list[Response]:
+    async def _chat(self, script: ChatScript) -> list[ResponseReceived]:
         return await self._runner().run_script(script)
 
     def _runner(self) -> AtRunner:

@@ -44,14 +44,6 @@ def _no_table(_command: str) -> float | None:
 
 
 @dataclass(frozen=True)
-class Response:
-    """A command's answer: response lines (no echo, no URCs) and the final result."""
-
-    lines: tuple[str, ...]
-    final: FinalResult
-
-
-@dataclass(frozen=True)
 class DialResult:
     """A dial that reached CONNECT: the text after CONNECT and the bytes that followed it."""
 
@@ -231,7 +223,7 @@ class AtRunner:
 
     async def command(
         self, cmd: str, *, timeout: float | None = None, prefixes: tuple[str, ...] | None = None
-    ) -> Response:
+    ) -> ResponseReceived:
         """Send `cmd` and return its answer; AtCommandError when the final result is a failure."""
         event = await self._exchange(cmd, timeout or self._timeout_for(cmd), prefixes)
         if event.final.kind == "connect":
@@ -245,7 +237,7 @@ class AtRunner:
             )
         if not event.final.ok:
             raise AtCommandError(cmd, event.final, event.lines, secrets=self._secrets)
-        return Response(event.lines, event.final)
+        return event
 
     async def dial(self, cmd: str, *, timeout: float | None = None) -> DialResult:
         """Dial (e.g. ATD*99***1#); on CONNECT stop reading and release the pipe for PPP."""
@@ -265,14 +257,14 @@ class AtRunner:
         leftover = await self._hand_over()
         return DialResult(connect_text(event.final), leftover)
 
-    async def run_script(self, script: ChatScript) -> list[Response]:
+    async def run_script(self, script: ChatScript) -> list[ResponseReceived]:
         """Run every step of `script` in order and return their answers; stop at the first failure.
 
         A step without its own timeout gets the runner's timeout for it; a script with a
         `total_timeout` also stops when that runs out.
         """
         deadline = None if script.total_timeout is None else self._clock() + script.total_timeout
-        responses: list[Response] = []
+        responses: list[ResponseReceived] = []
         for step in script.steps:
             event = await self._step_exchange(script, step, deadline)
             if event.final.kind == "connect":
@@ -293,7 +285,7 @@ class AtRunner:
                     reason=f"{check.reason} (in {script.name})",
                     secrets=self._secrets,
                 )
-            responses.append(Response(event.lines, event.final))
+            responses.append(event)
         return responses
 
     async def _step_exchange(
@@ -368,7 +360,7 @@ class AtRunner:
                 self._waiters.remove(waiter)
 
     # -- the pump ----------------------------------------------------------------------
-    async def escape(self, *, guard: float, timeout: float = 5.0) -> Response:
+    async def escape(self, *, guard: float, timeout: float = 5.0) -> ResponseReceived:
         """Leave online data mode with "+++" and return to command mode (app note §9.1.4).
 
         Takes the pipe back if PPP released it, keeps `guard` seconds of silence before
@@ -382,7 +374,7 @@ class AtRunner:
         event = await self._exchange("+++", timeout, None, escape=True)
         if event.final.kind not in ("ok", "no_carrier"):
             raise AtCommandError("+++", event.final, event.lines, secrets=self._secrets)
-        return Response(event.lines, event.final)
+        return event
 
     async def _exchange(
         self, cmd: str, timeout: float, prefixes: tuple[str, ...] | None, *, escape: bool = False

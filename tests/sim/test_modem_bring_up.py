@@ -1,0 +1,131 @@
+"""Modem bring-up (chat scripts, AT&D, per-command timeouts) against the simulated module, in process.
+
+The simulator's sans-IO Module runs on the test's loop through its ModuleDriver; each
+module port is a Pipe here, as a pty would be, so no kernel object is involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from larappp.config import ModemConfig, SessionConfig
+from larappp.engine.at import AtRunner
+from larappp.errors import PortClosed
+from larappp.lara_r6 import commands, parsers
+from larappp.modem import Modem
+from larappp.sim.module import ModemLinesChanged, Module
+from larappp.sim.runner import ModuleDriver
+from larappp.sim.scenario import Scenario
+from larappp.transport.pipe import Pipe
+
+SCENARIO = Scenario(operator="europe", grant="IPV4V6", registration_delay=0.2, reboot_time=0.5,
+                    shutdown_delay=0.05, echo=True)
+
+
+class SimPortPipe(Pipe):
+    """One port of the in-process simulated module, seen from the host like a pty."""
+
+    def __init__(self, driver: ModuleDriver, port: int) -> None:
+        super().__init__()
+        self.name = f"sim-port-{port}"
+        self._driver = driver
+        self._port = port
+        self._incoming: asyncio.Queue[bytes] = asyncio.Queue()
+        self._sink = _Sink(self._incoming)
+
+    async def open(self) -> None:
+        self._driver.attach(self._port, self._sink)
+        self._driver.set_dtr(self._port, self._sink, True)
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        data = await self._incoming.get()
+        if not data:
+            self._incoming.put_nowait(b"")
+            raise PortClosed(f"{self.name} went away")
+        return data
+
+    async def write(self, data: bytes) -> None:
+        self._driver.receive(self._port, data)
+
+    async def close(self) -> None:
+        self._driver.detach(self._port, self._sink)
+
+
+class _Sink:
+    """The driver's side of a SimPortPipe: module output goes into the pipe's read queue."""
+
+    def __init__(self, incoming: asyncio.Queue[bytes]) -> None:
+        self._incoming = incoming
+
+    def write(self, data: bytes) -> None:
+        self._incoming.put_nowait(data)
+
+    def lines_changed(self, lines: ModemLinesChanged) -> None:
+        pass
+
+    def ports_closed(self, reopen_at: float | None) -> None:
+        self._incoming.put_nowait(b"")
+
+    def ports_reopened(self) -> None:
+        pass
+
+
+def run(factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def bounded() -> None:
+        await asyncio.wait_for(factory(), timeout=20)
+
+    asyncio.run(bounded())
+
+
+async def powered_module() -> tuple[Module, ModuleDriver]:
+    module = Module(SCENARIO, ports=3, now=asyncio.get_running_loop().time())
+    driver = ModuleDriver(module)
+    driver.power_on()
+    return module, driver
+
+
+def test_bring_up_runs_the_scripts_and_sets_amp_d2_and_cgev_reporting(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        module, driver = await powered_module()
+
+        async def open_control() -> Pipe:
+            pipe = SimPortPipe(driver, 0)
+            await pipe.open()
+            return pipe
+
+        config = ModemConfig(port="sim", xlat="off", state_dir=str(tmp_path), command_timeout=2.0)
+        modem = Modem(config, open_control)
+        try:
+            await modem.connect()
+            status = await modem.bring_up([SessionConfig(cid=2, apn="iot.example")])
+            assert status.contexts[2].apn == "iot.example"
+            control = module.ports[0]
+            # AT&D2: a DTR drop clears the call; +CGEV and +CEREG URCs reach the control port.
+            assert (control.amp_d, control.cvhu, control.cgerep) == (2, 0, 2)
+            sent = [text for port, text, _ in module.history if port == 0]
+            assert sent[:3] == ["", "+CMEE=2", "&D2"]  # AT answers, then MODULE_INIT in order
+            assert sent.index("+CFUN=0") < sent.index('+CGDCONT=2,"IPV4V6","iot.example"')
+            assert sent.index("+CGEREP=2") < sent.index("+CFUN=1")  # reporting before radio on
+
+            # The network side ends a context: the control port's subscriber hears it.
+            events = modem.network_events()
+            other = SimPortPipe(driver, 1)
+            await other.open()
+            runner = AtRunner(other)
+            await runner.start()
+            await runner.command(commands.cgact(1, 2))
+            await runner.command(commands.cgact(0, 2))
+            seen = [parsers.parse_cgev((await asyncio.wait_for(events.get(), 2)).line)
+                    for _ in range(2)]
+            assert [(e.event, e.cid) for e in seen] == [("PDN ACT", 2), ("PDN DEACT", 2)]
+            assert seen[1].deactivation
+            await runner.stop()
+            await other.close()
+        finally:
+            await modem.close()
+            driver.close()
+
+    run(scenario)
