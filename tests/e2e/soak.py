@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from larappp import runtime
 from larappp.transport.netns import create_netns, delete_netns
 from tests.e2e.conftest import Cli, start_sim
 
@@ -47,7 +48,9 @@ class Cycle:
 NAMESPACE_PREFIX = "lp-soak-"
 IFNAME_PREFIX = "lara"  # larappp's default interface names (lara<cid>)
 TEARDOWNS = ("lcp", "dtr", "escape", "ath")
-KEPT_FILES = frozenset({"state.json", "larappp.log"})  # the daemon's record of its last run
+# The daemon's record of its last run, and the lock that is never removed (larappp/runtime.py);
+# the pid file and the host record must be gone after down.
+KEPT_FILES = frozenset({runtime.STATE_FILE, runtime.LOG_FILE, runtime.LOCK_FILE})
 HEADER = (
     f"{'cycle':>5} {'seconds':>7} {'up_s':>6} {'fds':>6} {'RSS_MB':>8} {'simfds':>6} {'simRSS':>8}"
 )
@@ -217,7 +220,7 @@ def drifts(cycles: Sequence[Cycle]) -> list[Drift]:
 
 def leftovers(before: HostSnapshot, after: HostSnapshot, workdir: Path) -> list[str]:
     """What the run left behind: namespaces, TUN links, processes, files other than the
-    daemon's record of its last run (state.json, larappp.log), the simulator's ptys."""
+    daemon's record of its last run and its lock (KEPT_FILES), the simulator's ptys."""
     found = [f"namespace {name}" for name in sorted(after.namespaces - before.namespaces)]
     found += [f"TUN link {name}" for name in sorted(after.tun_links - before.tun_links)]
     found += [f"process {pid}" for pid in sorted(after.processes - before.processes)]
