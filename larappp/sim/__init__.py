@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Self
 
 from larappp.errors import ConfigError
 from larappp.sim.data import DataSession, DataSessionFactory, DiscardDataSession
-from larappp.sim.module import Module, Nvm
+from larappp.sim.module import Module
 from larappp.sim.ports import PtyPortServer, Rfc2217PortServer
 from larappp.sim.ppp import ppp_session_factory
 from larappp.sim.runner import ModuleDriver
 from larappp.sim.scenario import Scenario
+from larappp.sim.state import Nvm
 
 if TYPE_CHECKING:
     from larappp.sim.network import SimNetwork

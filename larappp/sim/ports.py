@@ -23,7 +23,7 @@ import tty
 from serial import rfc2217
 
 from larappp.errors import PortError
-from larappp.sim.module import ModemLinesChanged
+from larappp.sim.events import ModemLinesChanged
 from larappp.sim.runner import ModuleDriver
 
 IAC = b"\xff"

@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
-from larappp.sim.module import (
+from larappp.sim.events import (
     CallEnded,
     CallStarted,
     ModemLinesChanged,
-    Module,
     PortsClosed,
     PortsReopened,
 )
+from larappp.sim.module import Module
 
 #: asyncio may run a timer a little early; the module's strict deadlines need "after".
 TIMER_SLACK = 0.001

@@ -7,21 +7,13 @@ from dataclasses import replace
 import pytest
 
 from larappp.sim.atcmd import LineAssembler, split_commands, split_params
+from larappp.sim.commands.pdp import dotted_ipv6
 from larappp.sim.data import DiscardDataSession
 from larappp.sim.escape import EscapeDetector
-from larappp.sim.module import (
-    COMMAND,
-    DATA,
-    ONLINE_COMMAND,
-    CallEnded,
-    CallStarted,
-    ModemLinesChanged,
-    Module,
-    PortsClosed,
-    PortsReopened,
-    dotted_ipv6,
-)
+from larappp.sim.events import CallEnded, CallStarted, ModemLinesChanged, PortsClosed, PortsReopened
+from larappp.sim.module import Module
 from larappp.sim.scenario import Scenario
+from larappp.sim.state import COMMAND, DATA, ONLINE_COMMAND
 
 BASE = Scenario(
     operator="europe", grant="IPV4V6", registration_delay=1.0, reboot_time=2.0,

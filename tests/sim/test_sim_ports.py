@@ -21,8 +21,8 @@ import serial
 
 from larappp.sim import Simulator
 from larappp.sim.data import DiscardDataSession
-from larappp.sim.module import COMMAND, DATA, ONLINE_COMMAND
 from larappp.sim.scenario import Scenario
+from larappp.sim.state import COMMAND, DATA, ONLINE_COMMAND
 
 T = TypeVar("T")
 

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
-from larappp.sim.module import AuthSetting
 from larappp.sim.network import AddressPlan
 from larappp.sim.scenario import Scenario
+from larappp.sim.state import AuthSetting
 from tests.vm.qemu import PppdVm, VmArtifacts, running_simulator
 
 REPO = Path(__file__).resolve().parents[2]
