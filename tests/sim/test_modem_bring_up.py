@@ -16,7 +16,8 @@ from larappp.engine.at import AtRunner
 from larappp.errors import PortClosed
 from larappp.lara_r6 import commands, parsers
 from larappp.modem import Modem
-from larappp.sim.module import ModemLinesChanged, Module
+from larappp.sim.events import ModemLinesChanged
+from larappp.sim.module import Module
 from larappp.sim.runner import ModuleDriver
 from larappp.sim.scenario import Scenario
 from larappp.transport.pipe import Pipe
