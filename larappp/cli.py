@@ -179,7 +179,10 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from larappp.preflight import check_startable
+
     config = load_config(_config_path(args.config))
+    check_startable(config, run_ppp=os.environ.get("LARAPPP_NO_PPP") != "1")
     paths, lock_fd = _prepare_runtime(config)
     if args.foreground:
         try:

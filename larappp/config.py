@@ -163,6 +163,9 @@ def parse_config(text: str, *, source: str = "<config>") -> Config:
 
 def _check_cross(config: Config) -> None:
     src = config.source
+    cids = [str(s.cid) for s in config.sessions]
+    if len(set(cids)) != len(cids):
+        raise ConfigError(f"{src}: two sessions use cid {_dup(cids)}; give each session its own cid")
     names = [s.name for s in config.sessions]
     if len(set(names)) != len(names):
         raise ConfigError(f"{src}: two sessions use the interface name {_dup(names)}; give each its own ifname")
@@ -201,6 +204,12 @@ def _dup(items: list[str]) -> str:
     return ""
 
 
+_KIND_NAMES: dict[type | tuple[type, ...], str] = {
+    int: "a whole number", float: "a number", (int, float): "a number", str: "a string",
+    bool: "true or false", list: "a list", dict: "a table",
+}
+
+
 class _Reader:
     """Typed access to TOML tables, with errors that name the key."""
 
@@ -220,8 +229,7 @@ class _Reader:
         if isinstance(value, bool) and kind in (int, float, (int, float)):
             raise ConfigError(f"{self.source}: {where}.{key} must be a number, not {value!r}")
         if not isinstance(value, kind):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise ConfigError(f"{self.source}: {where}.{key} must be a {names}, not {value!r}")
+            raise ConfigError(f"{self.source}: {where}.{key} must be {_KIND_NAMES.get(kind, 'of another type')}, not {value!r}")
         return value
 
     def _choice(self, where: str, table: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:

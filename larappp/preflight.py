@@ -12,9 +12,10 @@ import shutil
 from dataclasses import dataclass, field
 
 from larappp.config import Config
-from larappp.errors import NetworkSetupError
+from larappp.errors import ConfigError, NetworkSetupError, PortError
 from larappp.lara_r6 import ports
 from larappp.transport import hostports
+from larappp.transport.dns import PINNED_PATH
 
 
 @dataclass
@@ -116,3 +117,26 @@ def run_checks(config: Config, *, fix_ports: bool = False) -> CheckReport:
         else:
             report.add("modem port", True, port)
     return report
+
+
+def check_startable(config: Config, *, run_ppp: bool = True) -> None:
+    """Raise the first thing that would stop `larappp up` which can be known before anything is
+    started or written: a port path that does not exist, a backend, TUN or DNS tool missing."""
+    if not config.uses_simulator:
+        for port in dict.fromkeys([config.modem.port, *(s.port for s in config.sessions if s.port)]):
+            if port.startswith("/") and not os.path.exists(port):
+                raise PortError(f"{port} does not exist: plug the module in, or fix the port in {config.source}")
+    if not run_ppp:
+        return
+    backend, why = ppp_backend_choice()
+    for session in config.sessions:
+        where = f"{config.source}: the session with cid {session.cid}"
+        if session.backend == "pppd" and backend != "pppd":
+            raise ConfigError(f'{where} sets backend = "pppd", which cannot run here ({why.split(":")[0]}): set backend = "auto"')
+        if (session.backend if session.backend != "auto" else backend) == "builtin":
+            ok, tun_why = tun_available()
+            if not ok:
+                raise NetworkSetupError(tun_why)
+        tool = {"resolved": "resolvectl", "resolvconf": "resolvconf"}.get(session.dns)
+        if tool is not None and shutil.which(tool, path=PINNED_PATH) is None:
+            raise ConfigError(f'{where} sets dns = "{session.dns}" but {tool} is not installed: set dns = "auto" or "file"')

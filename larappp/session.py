@@ -12,7 +12,7 @@ from larappp.config import SessionConfig
 from larappp.engine.at import AtCommandError, AtRunner
 from larappp.engine.ppp_builtin import BuiltinPppEngine, EngineOptions
 from larappp.engine.ppp_pppd import PppdEngine
-from larappp.errors import LarapppError
+from larappp.errors import LarapppError, ModemError
 from larappp.lara_r6 import commands, rules, scripts
 from larappp.preflight import ppp_backend_choice
 from larappp.transport.pipe import Pipe
@@ -97,7 +97,12 @@ class Session:
         )
         await self.at.start()
         await self.at.run_script(scripts.DIAL_PORT_SETUP)
-        result = await self.at.dial(commands.dial(self.config.cid))
+        try:
+            result = await self.at.dial(commands.dial(self.config.cid))
+        except AtCommandError as exc:
+            if exc.final.kind != "no_carrier":
+                raise
+            raise ModemError(refused_call_message(self.config)) from None
         self.leftover = result.leftover
         self.state.state = "connected"
         self.state.connect_text = result.text
@@ -228,3 +233,15 @@ class Session:
         if self.pipe is not None:
             await self.pipe.close()
             self.pipe = None
+
+
+def refused_call_message(config: SessionConfig) -> str:
+    """NO CARRIER to the dial: the network refused the context. A single-family pdp_type the
+    network does not offer is the usual cause (it rejects the PDN type), else the APN."""
+    call = f'cid {config.cid} (APN "{config.apn}", pdp_type = "{config.pdp_type}")'
+    if config.pdp_type != "IPV4V6":
+        return (
+            f"the network refused the call on {call} with NO CARRIER: it may not offer {config.pdp_type} "
+            'on this APN; set pdp_type = "IPV4V6" (the network then grants what it has), else check the APN'
+        )
+    return f"the network refused the call on {call} with NO CARRIER: check the APN (and the user and password if it needs them)"
