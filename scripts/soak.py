@@ -7,7 +7,8 @@
 Prints one line per cycle (seconds, seconds to up, the daemon's fds and RSS while up,
 the simulator's fds and RSS), then each series' first decile against its last decile
 and what the run left on the host (namespaces, TUN links, processes, files). Exit
-status 1 if a cycle failed, a series grew or something was left behind. The cycles
+status 1 if a cycle failed, a series grew or something was left behind; Ctrl-C stops
+the run cleanly and still prints the figures of the cycles done. The cycles
 are tests/e2e/soak.py, which the suite runs a few of (tests/e2e/test_soak.py).
 """
 
@@ -24,7 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from tests.e2e.soak import HEADER, TEARDOWNS, HostSnapshot, drifts, leftovers, run_soak
+    from tests.e2e.soak import (
+        HEADER,
+        TEARDOWNS,
+        Cycle,
+        HostSnapshot,
+        drifts,
+        leftovers,
+        run_soak,
+    )
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -37,13 +46,18 @@ def main() -> int:
         before = HostSnapshot.take(tmp)
         print(HEADER, flush=True)
         start = time.monotonic()
+        cycles: list[Cycle] = []
+
+        def report(cycle: Cycle) -> None:
+            cycles.append(cycle)
+            print(cycle.row(), flush=True)
+
         try:
-            cycles = run_soak(
-                args.cycles, workdir, lambda cycle: print(cycle.row(), flush=True), args.teardown
-            )
+            run_soak(args.cycles, workdir, report, args.teardown)
         except AssertionError as exc:
             print(f"soak failed: {exc}", file=sys.stderr)
-            cycles = []
+        except KeyboardInterrupt:
+            print("interrupted: figures of the cycles done so far", file=sys.stderr)
         elapsed = time.monotonic() - start
         after = HostSnapshot.take(tmp)
         left = leftovers(before, after, workdir)
