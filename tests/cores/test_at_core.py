@@ -712,26 +712,6 @@ def test_random_input_never_crashes_and_answers_each_command_once(
             assert event.line and event.line == event.line.strip()
 
 
-def test_the_at_core_imports_no_io_module() -> None:
-    import ast
-    import pathlib
-
-    import larappp.proto.at as package
-
-    forbidden = {"asyncio", "os", "socket", "termios", "time", "select", "serial", "threading"}
-    for path in pathlib.Path(package.__file__).parent.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.sampled_from(URC_POOL), max_size=4),

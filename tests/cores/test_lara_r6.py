@@ -37,10 +37,7 @@ def feeds(lines: list[str]) -> list[Any]:
     return [lines, noisy, (line for line in lines), [f"  {line}  " for line in lines]]
 
 
-# -- purity ---------------------------------------------------------------------------------
-
-FORBIDDEN_IMPORTS = {"asyncio", "os", "socket", "termios", "time", "serial", "psutil",
-                     "pyroute2", "subprocess", "select", "threading", "fcntl"}
+# -- docstrings -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("module", [commands, parsers, ports, rules, scripts, xlat], ids=lambda m: m.__name__)

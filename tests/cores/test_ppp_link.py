@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 import random
 from dataclasses import replace
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import get_args
 
 import pytest
@@ -285,23 +283,6 @@ def test_secrets_stay_out_of_reprs() -> None:
     host, module = opened_pair()
     assert "s3cret" not in repr(host.config)
     assert "s3cret" not in repr(host._auth) + repr(module._auth)
-
-
-def test_proto_imports_no_io_modules() -> None:
-    forbidden = {"asyncio", "os", "socket", "termios", "time", "select", "subprocess", "threading"}
-    root = Path(__file__).resolve().parents[2] / "larappp" / "proto"
-    files = [root / "hdlc.py", *sorted((root / "ppp").glob("*.py"))]
-    assert len(files) >= 10
-    for path in files:
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
 
 
 # -- fuzzing ------------------------------------------------------------------------------

@@ -553,25 +553,3 @@ def test_back_to_back_solicitation_answered_when_first_advertisements_are_lost()
     assert client.solicitations_sent >= 2  # the RS retry is what got the answer through
 
 
-def test_cores_import_no_io_modules() -> None:
-    import ast
-    import pathlib
-
-    import larappp.proto.ipv6.slaac as slaac_module
-
-    forbidden = {"asyncio", "os", "socket", "termios", "time", "select", "subprocess"}
-    sources = [
-        pathlib.Path(ip.__file__),
-        pathlib.Path(ndp.__file__),
-        pathlib.Path(slaac_module.__file__),
-    ]
-    for source in sources:
-        tree = ast.parse(source.read_text())
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert name.split(".")[0] not in forbidden, f"{source.name} imports {name}"

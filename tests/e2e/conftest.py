@@ -110,9 +110,12 @@ class Cli:
         return path
 
     def run(
-        self, config: Path | None, *args: str, timeout: float = 90, netns: str | None = None, ppp: bool = False
+        self, config: Path | None, *args: str, timeout: float = 90, netns: str | None = None, ppp: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """Run larappp; without `ppp` it stops at CONNECT (AT-level tests, no interfaces)."""
+        """Run larappp. `up` runs PPP after CONNECT, in `netns` (a test namespace); a test of
+        the AT level that wants `up` to stop at CONNECT says `ppp=False`."""
+        if args and args[0] == "up" and ppp and netns is None:
+            raise AssertionError("`up` with PPP configures interfaces: give it a netns, or say ppp=False")
         argv = [sys.executable, "-m", "larappp.cli"]
         if config is not None:
             argv += ["--config", str(config)]

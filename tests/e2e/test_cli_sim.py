@@ -1,4 +1,8 @@
-"""The real `larappp` CLI against the LARA-R6 simulator, over a pty and over RFC 2217."""
+"""The real `larappp` CLI against the LARA-R6 simulator, over a pty and over RFC 2217.
+
+These are AT-level tests: `up` stops at CONNECT (`ppp=False`); test_ppp_e2e.py dials
+through PPP in namespaces.
+"""
 
 from __future__ import annotations
 
@@ -25,12 +29,20 @@ def _status(cli: Cli, config) -> dict:  # type: ignore[no-untyped-def,type-arg]
     return json.loads(out.stdout)
 
 
+def test_up_runs_ppp_unless_a_test_says_it_stops_at_connect(cli: Cli) -> None:
+    """The helper's default is the whole dial; PPP outside a test namespace is refused."""
+    cfg = cli.write_config(_modem("/dev/null-not-a-modem"), SESSION)
+    with pytest.raises(AssertionError, match="give it a netns, or say ppp=False"):
+        cli.run(cfg, "up")
+    assert cli.started_up == []
+
+
 @pytest.mark.parametrize("transport", ["pty", "rfc2217"])
 def test_up_reaches_connect_and_down_returns_to_command_mode(cli: Cli, sim_factory, transport: str) -> None:  # type: ignore[no-untyped-def]
     sim = sim_factory()
     port = sim.ptys[0] if transport == "pty" else sim.urls[0]
     cfg = cli.write_config(_modem(port, 'embpf = "6000-6200"\n'), SESSION)
-    up = cli.run(cfg, "up")
+    up = cli.run(cfg, "up", ppp=False)
     assert up.returncode == 0, up.stderr + up.stdout
     state = _status(cli, cfg)
     assert state["state"] == "up"
@@ -46,7 +58,7 @@ def test_xlat_switched_on_for_tmobile_ipv6_only_and_back_when_roaming(cli: Cli, 
     nvm = tmp_path / "nvm.json"
     sim = sim_factory("--scenario", "tmobile-us-ipv6", "--nvm", str(nvm))
     cfg = cli.write_config(_modem(sim.ptys[0]), SESSION)
-    up = cli.run(cfg, "up")
+    up = cli.run(cfg, "up", ppp=False)
     assert up.returncode == 0, up.stderr
     state = _status(cli, cfg)
     assert state["modem"]["xlat_enabled"] is True
@@ -59,7 +71,7 @@ def test_xlat_switched_on_for_tmobile_ipv6_only_and_back_when_roaming(cli: Cli, 
     # A restart on the same network keeps XLAT and does not reboot again.
     sim = sim_factory("--scenario", "tmobile-us-ipv6", "--nvm", str(nvm))
     cfg = cli.write_config(_modem(sim.ptys[0]), SESSION)
-    assert cli.run(cfg, "up").returncode == 0
+    assert cli.run(cfg, "up", ppp=False).returncode == 0
     state = _status(cli, cfg)
     assert state["modem"]["xlat_enabled"] is True and state["modem"]["reboots"] == 0
     assert cli.run(cfg, "down").returncode == 0
@@ -68,7 +80,7 @@ def test_xlat_switched_on_for_tmobile_ipv6_only_and_back_when_roaming(cli: Cli, 
     # Roaming right after the switch: the guard refuses to undo it at once (no reboot loop).
     sim = sim_factory("--scenario", "roaming", "--nvm", str(nvm))
     cfg = cli.write_config(_modem(sim.ptys[0]), SESSION)
-    assert cli.run(cfg, "up").returncode == 0
+    assert cli.run(cfg, "up", ppp=False).returncode == 0
     state = _status(cli, cfg)
     assert state["modem"]["xlat_enabled"] is True and state["modem"]["reboots"] == 0
     assert any("XLAT" in n for n in state["modem"]["notes"])
@@ -81,7 +93,7 @@ def test_xlat_switched_on_for_tmobile_ipv6_only_and_back_when_roaming(cli: Cli, 
     history_path.write_text(json.dumps(_backdate(history, 3 * 3600)))
     sim = sim_factory("--scenario", "roaming", "--nvm", str(nvm))
     cfg = cli.write_config(_modem(sim.ptys[0]), SESSION)
-    up = cli.run(cfg, "up")
+    up = cli.run(cfg, "up", ppp=False)
     assert up.returncode == 0, up.stderr
     state = _status(cli, cfg)
     assert state["modem"]["xlat_enabled"] is False
@@ -107,7 +119,7 @@ def test_uembpf_is_set_and_verified_across_the_reboot(cli: Cli, sim_factory, tmp
     nvm = tmp_path / "nvm.json"
     sim = sim_factory("--nvm", str(nvm))
     cfg = cli.write_config(_modem(sim.ptys[0], 'embpf = "7000-7099"\n'), SESSION)
-    up = cli.run(cfg, "up")
+    up = cli.run(cfg, "up", ppp=False)
     assert up.returncode == 0, up.stderr
     state = _status(cli, cfg)
     assert state["modem"]["embpf"] == "7000-7099"
@@ -118,13 +130,13 @@ def test_uembpf_is_set_and_verified_across_the_reboot(cli: Cli, sim_factory, tmp
     # Already applied: the next bring-up reads it back and does not reboot.
     sim = sim_factory("--nvm", str(nvm))
     cfg = cli.write_config(_modem(sim.ptys[0], 'embpf = "7000-7099"\n'), SESSION)
-    assert cli.run(cfg, "up").returncode == 0
+    assert cli.run(cfg, "up", ppp=False).returncode == 0
     assert _status(cli, cfg)["modem"]["reboots"] == 0
 
 
 def test_apn_with_a_quote_is_refused_before_anything_is_sent(cli: Cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = cli.write_config(_modem("/dev/null-not-a-modem"), '[[session]]\ncid = 2\napn = \'bad"apn\'\n')
-    up = cli.run(cfg, "up")
+    up = cli.run(cfg, "up", ppp=False)
     assert up.returncode == 2
     assert "quote" in up.stderr and "bad" in up.stderr
     assert len(up.stderr.strip().splitlines()) == 1
@@ -134,7 +146,7 @@ def test_apn_with_a_quote_is_refused_before_anything_is_sent(cli: Cli, tmp_path)
 def test_a_module_that_never_registers_gives_a_clear_timeout(cli: Cli, sim_factory) -> None:  # type: ignore[no-untyped-def]
     sim = sim_factory("--never-register")
     cfg = cli.write_config(_modem(sim.ptys[0]).replace("registration_timeout = 20", "registration_timeout = 2"), SESSION)
-    up = cli.run(cfg, "up")
+    up = cli.run(cfg, "up", ppp=False)
     assert up.returncode == 5, up.stderr
     assert "did not register within 2 s" in up.stderr
     assert _status(cli, cfg)["state"] == "failed"
@@ -143,7 +155,7 @@ def test_a_module_that_never_registers_gives_a_clear_timeout(cli: Cli, sim_facto
 def test_the_port_vanishing_mid_command_gives_a_clear_error(cli: Cli, sim_factory) -> None:  # type: ignore[no-untyped-def]
     sim = sim_factory("--vanish-on", "AT+CGDCONT?")
     cfg = cli.write_config(_modem(sim.ptys[0]), SESSION)
-    up = cli.run(cfg, "up")
+    up = cli.run(cfg, "up", ppp=False)
     assert up.returncode == 3, up.stderr
     assert "vanished" in up.stderr and "AT+CGDCONT" in up.stderr
 
@@ -153,6 +165,6 @@ def test_teardown_methods_return_the_port_to_command_mode(cli: Cli, sim_factory,
     sim = sim_factory()
     port = sim.ptys[0] if transport == "pty" else sim.urls[0]
     cfg = cli.write_config(_modem(port), SESSION.replace('"escape"', f'"{teardown}"'))
-    assert cli.run(cfg, "up").returncode == 0
+    assert cli.run(cfg, "up", ppp=False).returncode == 0
     down = cli.run(cfg, "down")
     assert down.returncode == 0, down.stderr + down.stdout

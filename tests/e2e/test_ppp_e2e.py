@@ -84,7 +84,7 @@ def _session(port: str, cid: int, apn: str, teardown: str = "lcp", extra: str = 
 
 
 def _up(cli: Cli, cfg: Path, n: Net) -> dict:  # type: ignore[type-arg]
-    up = cli.run(cfg, "up", netns=n.dte, ppp=True, timeout=120)
+    up = cli.run(cfg, "up", netns=n.dte, timeout=120)
     assert up.returncode == 0, up.stderr + up.stdout
     status = cli.run(cfg, "status", "--json", netns=n.dte)
     state: dict = json.loads(status.stdout)  # type: ignore[type-arg]
