@@ -169,7 +169,14 @@ class Session:
             if method == "lcp" and self.engine is not None and not self.engine.terminated.is_set():
                 # LCP Terminate-Request ends PPP; the module answers NO CARRIER (app note §4.2).
                 await self.engine.terminate()
+                acknowledged = self.engine.terminate_acknowledged
                 await self._stop_engine()
+                if acknowledged:
+                    # The module answered: its PPP ends the call after its own Restart period
+                    # (RFC 1661 §4.2, Stopping: 3 s) and it says NO CARRIER then; waiting for
+                    # that made `down` take 3-5 s. The next user of the port syncs with AT.
+                    self.state.state = "down"
+                    return
                 await self.at.resume()
                 await self._expect_no_carrier()
             elif method in ("escape", "ath", "lcp"):

@@ -130,6 +130,11 @@ class BuiltinPppEngine(EngineOutcome):
     def _progress_text(self) -> str:
         return f"LCP phase {self.link.phase.value}"
 
+    @property
+    def terminate_acknowledged(self) -> bool:
+        """The module answered our LCP Terminate-Request: it leaves data mode on its own."""
+        return self.link.lcp.terminate_acknowledged
+
     async def terminate(self, timeout: float = 6.0) -> None:
         """Send LCP Terminate-Request and wait for the link to finish (app note §4.2)."""
         if not self.terminated.is_set():

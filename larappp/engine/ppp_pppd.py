@@ -427,6 +427,9 @@ class PppdEngine(EngineOutcome):
     def _progress_text(self) -> str:
         return f"pppd {self._phase()}"
 
+    #: pppd does not report whether the peer answered its Terminate-Request: never assumed
+    terminate_acknowledged = False
+
     async def terminate(self, timeout: float = 6.0) -> None:
         """Have pppd send LCP Terminate-Request (SIGTERM) and wait for it to end (app note §4.2)."""
         process = self.process

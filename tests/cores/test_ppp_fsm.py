@@ -394,9 +394,21 @@ def test_terminate_ack_ends_closing() -> None:
     toy, recorder = opened()
     toy.close(10.0, "bye")
     identifier = recorder.take()[0][1]
+    assert not toy.terminate_acknowledged
     toy.receive_packet(control_packet(6, identifier), 10.1)
     assert state_of(toy) is State.CLOSED
     assert toy.reason == "bye"
+    assert toy.terminate_acknowledged  # the peer ends the link too: no need to wait for it
+
+
+def test_a_terminate_that_times_out_is_not_acknowledged() -> None:
+    toy, recorder = opened()
+    toy.close(10.0, "bye")
+    toy.handle_timer(13.0)
+    toy.handle_timer(16.0)
+    assert state_of(toy) is State.CLOSED and not toy.terminate_acknowledged
+    toy.open(20.0)
+    assert not toy.terminate_acknowledged
 
 
 def test_peer_terminate_request_waits_one_restart_interval() -> None:

@@ -225,3 +225,26 @@ def test_what_a_sigkilled_daemon_left_is_removed_by_the_next_command(in_netns: L
     assert "larappp.pid" not in larappp.files() and "host.json" not in larappp.files()
     routes = subprocess.run(["ip", "-n", larappp.netns or "", "-j", "route"], capture_output=True, text=True, check=True)
     assert json.loads(routes.stdout or "[]") == []
+
+
+def test_down_is_quick_when_the_module_answers_the_terminate_request(in_netns: Larappp) -> None:
+    from larappp import runtime
+
+    larappp = in_netns
+    up = larappp.run("up")
+    assert up.returncode == 0, up.stderr
+    daemon = runtime.Daemon.find(runtime.RuntimePaths(larappp.run_dir))
+    assert daemon is not None
+    try:
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)  # what `larappp down` sends
+        assert daemon.wait(10)
+        took = time.monotonic() - started
+    finally:
+        daemon.close()
+    # Before: 3 s more, waiting for the NO CARRIER the module sends after its Restart period.
+    assert took < 1.0, f"the daemon took {took:.2f} s to tear down"
+    state = json.loads((larappp.run_dir / "state.json").read_text())
+    assert state["state"] == "down" and not state["error"]
+    assert [s["state"] for s in state["sessions"]] == ["down"]
+    assert "host.json" not in larappp.files() and "larappp.pid" not in larappp.files()

@@ -226,6 +226,8 @@ class ControlProtocol(Generic[S]):
         self._received_packet = b""
         #: why the layer is closing or finished, for the tlf report
         self.reason = ""
+        #: the peer answered our Terminate-Request (RTA in Closing): it ends the link as well
+        self.terminate_acknowledged = False
         #: every transition taken, for tests and traces: (old state, event, new state)
         self.trace: Callable[[State, Event, State], None] | None = None
 
@@ -275,6 +277,7 @@ class ControlProtocol(Generic[S]):
     def open(self, now: float) -> None:
         """The administrator wants the link (RFC 1661 Open)."""
         self.reason = ""
+        self.terminate_acknowledged = False
         self.fire(Event.OPEN, now)
 
     def close(self, now: float, reason: str) -> None:
@@ -446,6 +449,8 @@ class ControlProtocol(Generic[S]):
                 )
             return Event.RTR
         if code == TERMINATE_ACK:
+            if self._state is State.CLOSING:
+                self.terminate_acknowledged = True
             return Event.RTA
         if code == CODE_REJECT:
             rejected = data[0] if data else 0
