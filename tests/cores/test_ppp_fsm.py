@@ -406,6 +406,7 @@ def test_a_terminate_that_times_out_is_not_acknowledged() -> None:
     toy.close(10.0, "bye")
     toy.handle_timer(13.0)
     toy.handle_timer(16.0)
+    assert recorder.codes() == [5, 5]  # two Terminate-Requests, no answer
     assert state_of(toy) is State.CLOSED and not toy.terminate_acknowledged
     toy.open(20.0)
     assert not toy.terminate_acknowledged
