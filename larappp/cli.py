@@ -472,6 +472,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except PermissionError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        _stderr(f"larappp: {exc.filename or 'a runtime file'}: permission denied: run larappp as root")
+        return 1
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --verbose
         if args.verbose:
             traceback.print_exc()

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from larappp import runtime
 from larappp.config import ModemConfig, SessionConfig
 from larappp.engine.at import AtRunner, UrcSubscription
 from larappp.errors import LarapppError, ModemError, ModemTimeout, PortClosed, PortError
@@ -294,17 +295,17 @@ class Modem:
         return Path(self.config.state_dir) / "xlat.json"
 
     def _load_xlat_history(self) -> xlat.XlatHistory:
+        text = runtime.read_text(self._xlat_history_path())  # never through a symlink
+        if text is None:
+            return xlat.XlatHistory()
         try:
-            return xlat.XlatHistory.from_json(self._xlat_history_path().read_text())
+            return xlat.XlatHistory.from_json(text)
         except (OSError, ValueError):
             return xlat.XlatHistory()
 
     def _save_xlat_history(self, history: xlat.XlatHistory) -> None:
-        path = self._xlat_history_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(history.to_json())
-        tmp.replace(path)
+        runtime.ensure_dir(self.config.state_dir, key="modem.state_dir")  # ours, not group/world-writable
+        runtime.write_atomic(self._xlat_history_path(), history.to_json(), 0o600)
 
     async def _maybe_switch_xlat(self) -> bool:
         """Switch 464XLAT on or off as app note §2.5 asks; True when the module rebooted."""

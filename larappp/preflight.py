@@ -131,6 +131,9 @@ def check_startable(config: Config, *, run_ppp: bool = True) -> None:
     backend, why = ppp_backend_choice()
     for session in config.sessions:
         where = f"{config.source}: the session with cid {session.cid}"
+        if os.path.exists(f"/sys/class/net/{session.name}"):
+            # A TUN or ppp interface of a larappp goes with its process: this one is someone else's.
+            raise ConfigError(f"{where}: an interface named {session.name} exists already here: set ifname to another name")
         if session.backend == "pppd" and backend != "pppd":
             raise ConfigError(f'{where} sets backend = "pppd", which cannot run here ({why.split(":")[0]}): set backend = "auto"')
         if (session.backend if session.backend != "auto" else backend) == "builtin":

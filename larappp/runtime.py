@@ -167,7 +167,8 @@ class AlreadyRunning(LarapppError):
 
 def acquire_lock(paths: RuntimePaths) -> int:
     """The lock fd (held until closed, inherited across fork); AlreadyRunning if taken."""
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    # Readable by all (0644): `status` as another user can still test the lock.
+    fd = os.open(paths.lock, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -188,7 +189,7 @@ def write_pid(paths: RuntimePaths) -> None:
 def lock_is_free(paths: RuntimePaths) -> bool:
     """True when no process holds the lock (no daemon runs, or it died)."""
     try:
-        fd = os.open(paths.lock, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(paths.lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return True
     try:
@@ -200,11 +201,14 @@ def lock_is_free(paths: RuntimePaths) -> bool:
     return True
 
 
-def _holds_lock(pid: int, lock: Path) -> bool:
-    """Whether process `pid` has the lock file open with an flock on that open file."""
+def _holds_lock(pid: int, lock: Path) -> bool | None:
+    """Whether process `pid` has the lock file open with an flock on that open file; None
+    when this user may not look (another user's process, which it could not signal either)."""
     try:
         want = os.stat(lock)
         fds = os.listdir(f"/proc/{pid}/fd")
+    except PermissionError:
+        return None
     except OSError:
         return False
     for fd in fds:
@@ -241,7 +245,7 @@ class Daemon:
         except OSError:
             return None
         # Checked after the pidfd is open: the process checked is the one the pidfd pins.
-        if not _holds_lock(pid, paths.lock):
+        if _holds_lock(pid, paths.lock) is False:
             os.close(pidfd)
             return None
         return cls(pid, pidfd)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import signal
@@ -132,14 +130,21 @@ class Cli:
         started, self.started_up = self.started_up, []
         for config, netns in started:
             self.run(config, "down", timeout=60, netns=netns)
-            state = config.parent / "run" / "state.json"
-            try:
-                pid = int(json.loads(state.read_text()).get("pid", 0))
-            except (OSError, ValueError):
-                continue
-            if pid > 0 and pid != os.getpid():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_lock_holder(config.parent / "run")
+
+
+def kill_lock_holder(run_dir: Path) -> None:
+    """SIGKILL the larappp that still holds the lock of `run_dir`, if one does: never a pid
+    read from a file, which may by now name an unrelated process."""
+    from larappp import runtime
+
+    if not run_dir.is_dir():
+        return
+    daemon = runtime.Daemon.find(runtime.RuntimePaths(run_dir))
+    if daemon is not None:
+        daemon.signal(signal.SIGKILL)
+        daemon.wait(10)
+        daemon.close()
 
 
 @pytest.fixture

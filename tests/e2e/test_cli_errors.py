@@ -109,3 +109,10 @@ def test_a_pdp_type_the_network_does_not_offer_names_the_pdp_type(tmp_path: Path
     line = _one_line(done)
     assert 'pdp_type = "IPV6"' in line and 'set pdp_type = "IPV4V6"' in line
     assert "check the APN" in line.split('set pdp_type = "IPV4V6"')[1]  # the PDP type first, the APN after
+
+
+def test_an_interface_name_in_use_is_found_before_anything_is_written(tmp_path: Path) -> None:
+    done = _up(tmp_path, 'port = "sim"\n' + _dirs(tmp_path), SESSION + 'ifname = "lo"\n', ppp=True)
+    line = _one_line(done)
+    assert "an interface named lo exists already" in line and "set ifname" in line and done.returncode == 2
+    assert not (tmp_path / "run").exists()

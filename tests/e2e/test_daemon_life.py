@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from larappp.transport.netns import create_netns, delete_netns
-from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import ROOT, kill_lock_holder
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -67,12 +69,7 @@ class Larappp:
     def cleanup(self) -> None:
         """`down`; then kill only a process that still holds the lock (never a pid from a file)."""
         self.run("down", timeout=60)
-        from larappp import runtime
-
-        daemon = runtime.Daemon.find(runtime.RuntimePaths(self.run_dir)) if self.run_dir.exists() else None
-        if daemon is not None:
-            daemon.signal(signal.SIGKILL)
-            daemon.close()
+        kill_lock_holder(self.run_dir)
 
 
 @pytest.fixture
@@ -248,3 +245,21 @@ def test_down_is_quick_when_the_module_answers_the_terminate_request(in_netns: L
     assert state["state"] == "down" and not state["error"]
     assert [s["state"] for s in state["sessions"]] == ["down"]
     assert "host.json" not in larappp.files() and "larappp.pid" not in larappp.files()
+
+
+def test_status_works_for_another_user_and_down_says_to_be_root() -> None:
+    public = Path(tempfile.mkdtemp(prefix="larappp-life-"))  # pytest's tmp_path is private to root
+    public.chmod(0o755)
+    larappp = Larappp(public)
+    try:
+        assert larappp.run("up").returncode == 0
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        status = subprocess.run([*nobody, *larappp.argv("status")], capture_output=True, text=True, env=larappp.env, cwd="/", check=False)
+        assert status.returncode == STATUS_UP, status.stderr
+        down = subprocess.run([*nobody, *larappp.argv("down")], capture_output=True, text=True, env=larappp.env, cwd="/", check=False)
+        assert down.returncode == 1 and "permission denied: run larappp as root" in down.stderr
+        assert len(down.stderr.strip().splitlines()) == 1
+        assert larappp.status()[0] == STATUS_UP  # still up: nothing was signalled
+    finally:
+        larappp.cleanup()
+        shutil.rmtree(public, ignore_errors=True)
