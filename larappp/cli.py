@@ -313,6 +313,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def _down_without_daemon(paths: runtime.RuntimePaths, config: Config) -> int:
     """No process holds the lock: nothing to signal, but a killed larappp may have left things."""
+    # Its host record is trusted only in a directory no one else can write to.
+    runtime.ensure_dir(paths.directory, key="modem.runtime_dir", mode=0o755)
     try:
         lock_fd = runtime.acquire_lock(paths)
     except runtime.AlreadyRunning:

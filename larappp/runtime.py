@@ -160,6 +160,11 @@ class RuntimePaths:
     def host_record(self) -> Path:
         return self.directory / HOST_RECORD_FILE
 
+    @property
+    def dns_dir(self) -> Path:
+        """Where "file" mode DNS fragments go (DnsWriter's directory)."""
+        return self.directory / "resolv.conf.d"
+
 
 class AlreadyRunning(LarapppError):
     """Another larappp holds the lock of this runtime_dir."""
@@ -321,7 +326,7 @@ async def undo_leftovers(paths: RuntimePaths) -> list[str]:
     for ifname, changes in (record.get("interfaces") or {}).items():
         if changes.get("dns"):
             try:
-                writer = DnsWriter.from_record(ifname, changes["dns"])
+                writer = DnsWriter.from_record(ifname, changes["dns"], paths.dns_dir)
                 writer.remove()
                 removed.append(f"DNS of {ifname} ({writer.mode})")
             except (OSError, LarapppError) as exc:

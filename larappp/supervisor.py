@@ -179,7 +179,7 @@ class Supervisor:
         return PppSettings(
             families=families,
             mru=max(576, min(mru, 1500)),
-            dns_dir=str(Path(self.config.modem.runtime_dir) / "resolv.conf.d"),
+            dns_dir=str(runtime.RuntimePaths.of(self.config).dns_dir),
             rs_interval=1.0 if self.config.uses_simulator else 4.0,
             runtime_dir=self.config.modem.runtime_dir,
         )

@@ -146,15 +146,17 @@ class DnsWriter:
         """What `apply()` published, as plain data for the host record (None: nothing)."""
         if not self._applied or self.mode == "none":
             return None
-        return {"mode": self.mode, "directory": str(self.directory)}
+        return {"mode": self.mode}
 
     @classmethod
-    def from_record(cls, ifname: str, record: dict[str, str]) -> DnsWriter:
-        """A writer that can `remove()` what a killed larappp published (see `record()`)."""
+    def from_record(cls, ifname: str, record: dict[str, str], directory: str | Path) -> DnsWriter:
+        """A writer that can `remove()` what a killed larappp published (see `record()`).
+
+        The directory is the caller's (from the config), never one read from the record."""
         mode = record.get("mode", "file")
         if mode not in ("file", "resolvconf", "resolved"):
             raise ConfigError(f"DNS record mode {mode!r} is unknown")
-        writer = cls(ifname, mode, directory=record.get("directory", DEFAULT_DIRECTORY))  # type: ignore[arg-type]
+        writer = cls(ifname, mode, directory=directory)  # type: ignore[arg-type]
         writer._applied = True
         return writer
 

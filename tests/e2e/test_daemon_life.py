@@ -263,3 +263,24 @@ def test_status_works_for_another_user_and_down_says_to_be_root() -> None:
     finally:
         larappp.cleanup()
         shutil.rmtree(public, ignore_errors=True)
+
+
+def test_down_trusts_no_host_record_in_a_directory_others_can_write(larappp: Larappp, tmp_path: Path) -> None:
+    victim_dir = tmp_path / "elsewhere"
+    victim_dir.mkdir()
+    victim = victim_dir / "lara1.conf"
+    victim.write_text("precious\n")
+    larappp.run_dir.mkdir(mode=0o755)
+    larappp.run_dir.chmod(0o777)
+    planted = {"pid": 1, "interfaces": {"lara1": {"dns": {"mode": "file", "directory": str(victim_dir)}}}}
+    (larappp.run_dir / "host.json").write_text(json.dumps(planted))
+    down = larappp.run("down")
+    assert down.returncode == 2 and "writable by group or others" in down.stderr
+    assert len(down.stderr.strip().splitlines()) == 1
+    assert victim.read_text() == "precious\n"
+    # once the directory is private again, the record is used, but only with larappp's own DNS directory
+    larappp.run_dir.chmod(0o755)
+    down = larappp.run("down")
+    assert down.returncode == 0, down.stderr
+    assert victim.read_text() == "precious\n"
+    assert "host.json" not in larappp.files()
