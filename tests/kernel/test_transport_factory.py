@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -14,15 +12,7 @@ from larappp.errors import ConfigError, PortError
 from larappp.transport import open_pipe, wait_for_port
 from larappp.transport.rfc2217 import Rfc2217Pipe
 from larappp.transport.serial import SerialPipe
-
-T = TypeVar("T")
-
-
-def run(coro_fn: Callable[[], Awaitable[T]], timeout: float = 10.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro_fn(), timeout)
-
-    return asyncio.run(bounded())
+from tests.aio import run_bounded
 
 
 def test_a_path_gives_a_serial_pipe_and_a_url_an_rfc2217_pipe() -> None:
@@ -68,7 +58,7 @@ def test_wait_for_port_returns_when_the_path_appears(tmp_path: Path) -> None:
         await wait_for_port(str(device), timeout=5, interval=0.01)
         await wait_for_port(str(device), timeout=0)  # already there: no wait at all
 
-    run(scenario)
+    run_bounded(scenario)
     assert device.exists()
 
 
@@ -83,7 +73,7 @@ def test_wait_for_port_times_out_on_a_path_that_stays_away(tmp_path: Path) -> No
         with pytest.raises(PortError, match="did not come back"):
             await wait_for_port(str(dangling), timeout=0.02, interval=0.01)
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_wait_for_port_returns_when_the_tcp_port_accepts_again() -> None:
@@ -97,9 +87,9 @@ def test_wait_for_port_returns_when_the_tcp_port_accepts_again() -> None:
             asyncio.get_running_loop().call_later(0.05, server.listen)
             await wait_for_port(url, timeout=5, interval=0.01)
 
-        run(scenario)
+        run_bounded(scenario)
 
 
 def test_wait_for_port_rejects_unknown_forms() -> None:
     with pytest.raises(ConfigError, match="not understood"):
-        run(lambda: wait_for_port("COM3", timeout=1))
+        run_bounded(lambda: wait_for_port("COM3", timeout=1))

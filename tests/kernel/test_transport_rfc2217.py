@@ -6,8 +6,7 @@ import asyncio
 import os
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterator
 
 import pytest
 import serial.rfc2217
@@ -15,15 +14,7 @@ import serial.rfc2217
 from larappp.errors import ConfigError, PortClosed, PortError
 from larappp.transport.pipe import ModemLines
 from larappp.transport.rfc2217 import Rfc2217Pipe, parse_rfc2217_url
-
-T = TypeVar("T")
-
-
-def run(coro_fn: Callable[[], Awaitable[T]], timeout: float = 20.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro_fn(), timeout)
-
-    return asyncio.run(bounded())
+from tests.aio import run_bounded
 
 
 class FakePort:
@@ -214,7 +205,7 @@ def test_data_flows_both_ways_with_telnet_escapes(server: Rfc2217Server) -> None
         finally:
             await pipe.close()
 
-    assert run(scenario) == from_module
+    assert run_bounded(scenario) == from_module
     assert bytes(server.received) == to_module
     assert server.port_object.baudrate == 921600
 
@@ -238,7 +229,7 @@ def test_dtr_and_rts_changes_reach_the_server_in_order(server: Rfc2217Server) ->
         finally:
             await pipe.close()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_cts_and_dcd_changes_reach_the_client(server: Rfc2217Server) -> None:
@@ -258,7 +249,7 @@ def test_cts_and_dcd_changes_reach_the_client(server: Rfc2217Server) -> None:
         finally:
             await pipe.close()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_server_dropping_the_connection_raises_port_closed(server: Rfc2217Server) -> None:
@@ -281,7 +272,7 @@ def test_server_dropping_the_connection_raises_port_closed(server: Rfc2217Server
         with pytest.raises(PortClosed, match="is not open"):
             await pipe.read()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_close_wakes_a_waiting_read(server: Rfc2217Server) -> None:
@@ -294,7 +285,7 @@ def test_close_wakes_a_waiting_read(server: Rfc2217Server) -> None:
         with pytest.raises(PortClosed, match="closed by larappp"):
             await pending
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_connection_refused_names_the_url() -> None:
@@ -306,7 +297,7 @@ def test_connection_refused_names_the_url() -> None:
             with pytest.raises(PortError, match=f"cannot connect to {url} .*refused"):
                 await Rfc2217Pipe(url).open()
 
-        run(scenario)
+        run_bounded(scenario)
 
 
 def test_a_server_that_does_not_speak_rfc2217_is_named() -> None:
@@ -317,7 +308,7 @@ def test_a_server_that_does_not_speak_rfc2217_is_named() -> None:
             with pytest.raises(PortError, match="does not speak RFC 2217"):
                 await Rfc2217Pipe(url).open()
 
-        run(scenario)
+        run_bounded(scenario)
 
 
 @pytest.mark.parametrize(

@@ -5,25 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import termios
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from larappp.errors import ConfigError, PortClosed, PortError
 from larappp.transport.serial import SerialPipe
+from tests.aio import run_bounded
 
-T = TypeVar("T")
 MIB = 1024 * 1024
-
-
-def run(coro_fn: Callable[[], Awaitable[T]], timeout: float = 20.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro_fn(), timeout)
-
-    return asyncio.run(bounded())
 
 
 @dataclass
@@ -114,7 +106,7 @@ def test_round_trip_one_mib_each_way_through_a_symlink(pty: Pty, tmp_path: Path)
         finally:
             await pipe.close()
 
-    to_module, from_module = run(scenario)
+    to_module, from_module = run_bounded(scenario)
     assert to_module == outgoing
     assert from_module == incoming
 
@@ -136,7 +128,7 @@ def test_master_closing_makes_read_raise_port_closed(pty: Pty) -> None:
         finally:
             await pipe.close()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_pty_has_no_modem_lines_and_says_what_to_use(pty: Pty) -> None:
@@ -154,7 +146,7 @@ def test_pty_has_no_modem_lines_and_says_what_to_use(pty: Pty) -> None:
         finally:
             await pipe.close()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_second_open_of_the_same_port_is_refused(pty: Pty) -> None:
@@ -173,7 +165,7 @@ def test_second_open_of_the_same_port_is_refused(pty: Pty) -> None:
         await third.open()
         await third.close()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_open_errors_name_the_device_and_the_cause(tmp_path: Path) -> None:
@@ -187,12 +179,12 @@ def test_open_errors_name_the_device_and_the_cause(tmp_path: Path) -> None:
         with pytest.raises(PortError, match="is not a serial device or pty"):
             await SerialPipe(str(plain)).open()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_bad_baud_rate_is_a_config_error(pty: Pty) -> None:
     with pytest.raises(ConfigError, match="baud rate 0"):
-        run(lambda: SerialPipe(pty.path, baud=0).open())
+        run_bounded(lambda: SerialPipe(pty.path, baud=0).open())
 
 
 def test_hangup_shows_b0_on_the_master_then_restores_the_speed(pty: Pty) -> None:
@@ -217,7 +209,7 @@ def test_hangup_shows_b0_on_the_master_then_restores_the_speed(pty: Pty) -> None
         finally:
             await pipe.close()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_close_wakes_a_waiting_read_and_the_pipe_reopens(pty: Pty) -> None:
@@ -241,7 +233,7 @@ def test_close_wakes_a_waiting_read_and_the_pipe_reopens(pty: Pty) -> None:
         finally:
             await pipe.close()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_open_twice_without_close_is_refused(pty: Pty) -> None:
@@ -254,4 +246,4 @@ def test_open_twice_without_close_is_refused(pty: Pty) -> None:
         finally:
             await pipe.close()
 
-    run(scenario)
+    run_bounded(scenario)

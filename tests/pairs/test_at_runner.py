@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from larappp.lara_r6 import parsers, rules, scripts
 from larappp.proto.at.chat import ChatScript, ChatStep
 from larappp.proto.at.core import CarrierLost, UrcReceived
 from larappp.transport.pipe import Pipe
+from tests.aio import run_bounded
 
 PORT = "/dev/ttyFAKE0"
 PPP_BYTES = bytes.fromhex("7eff7d23c0217d217d217d207d34")
@@ -89,13 +90,6 @@ class ScriptedPipe(Pipe):
         self._incoming.put_nowait(b"")
 
 
-def run(factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    async def bounded() -> None:
-        await asyncio.wait_for(factory(), timeout=10)
-
-    asyncio.run(bounded())
-
-
 async def settle() -> None:
     """Let the reader task process what is queued (no wall-clock wait)."""
     for _ in range(10):
@@ -130,7 +124,7 @@ def test_command_returns_lines_and_delivers_interleaved_urcs() -> None:
         await runner.stop()
         assert pipe.owner is None
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_command_error_names_the_command_and_the_meaning() -> None:
@@ -150,7 +144,7 @@ def test_command_error_names_the_command_and_the_meaning() -> None:
         assert (await runner.command("AT")).final.ok
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_secrets_are_masked_in_trace_and_errors() -> None:
@@ -169,7 +163,7 @@ def test_secrets_are_masked_in_trace_and_errors() -> None:
         assert pipe.commands == [command]  # the module gets the real thing
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_timeout_error_text() -> None:
@@ -187,7 +181,7 @@ def test_timeout_error_text() -> None:
         assert (await runner.command("AT")).final.ok
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_timeout_by_fake_clock_when_input_arrives() -> None:
@@ -209,7 +203,7 @@ def test_timeout_by_fake_clock_when_input_arrives() -> None:
         assert urcs.get_nowait() == UrcReceived("+CEREG: 1", "+CEREG")
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_port_vanishing_mid_command() -> None:
@@ -230,7 +224,7 @@ def test_port_vanishing_mid_command() -> None:
         await runner.stop()
         assert pipe.owner is None
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_end_of_file_is_a_vanished_port() -> None:
@@ -244,7 +238,7 @@ def test_end_of_file_is_a_vanished_port() -> None:
             await pending
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_write_failure_is_a_vanished_port() -> None:
@@ -259,7 +253,7 @@ def test_write_failure_is_a_vanished_port() -> None:
         assert (await runner.command("AT")).final.ok
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_commands_from_two_tasks_take_turns() -> None:
@@ -271,7 +265,7 @@ def test_commands_from_two_tasks_take_turns() -> None:
         assert pipe.commands == ["AT+CGMI", "AT+CGMM"]
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_runner_survives_garbage() -> None:
@@ -283,7 +277,7 @@ def test_runner_survives_garbage() -> None:
         assert (await runner.command("AT")).final.ok
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_command_before_start_is_refused() -> None:
@@ -292,7 +286,7 @@ def test_command_before_start_is_refused() -> None:
         with pytest.raises(PortError, match=r"call start\(\)"):
             await runner.command("AT")
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_stop_is_idempotent_and_fails_a_pending_command() -> None:
@@ -308,7 +302,7 @@ def test_stop_is_idempotent_and_fails_a_pending_command() -> None:
         assert pipe.owner is None
         assert not runner.running
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_start_refuses_a_pipe_held_by_someone_else() -> None:
@@ -318,7 +312,7 @@ def test_start_refuses_a_pipe_held_by_someone_else() -> None:
         with pytest.raises(PortError, match="held by ppp"):
             await AtRunner(pipe).start()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 # -- URCs ----------------------------------------------------------------------------
@@ -346,7 +340,7 @@ def test_subscribers_get_every_urc_or_the_named_ones() -> None:
         assert cereg.get_nowait().line == "+CEREG: 5"
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_wait_urc_sees_urcs_that_came_with_the_ok() -> None:
@@ -361,7 +355,7 @@ def test_wait_urc_sees_urcs_that_came_with_the_ok() -> None:
             await runner.wait_urc(lambda u: u.name == "+UUPING", 0.01, what="the ping result")
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_wait_urc_waits_for_a_later_urc_and_backlog_keeps_the_others() -> None:
@@ -378,7 +372,7 @@ def test_wait_urc_waits_for_a_later_urc_and_backlog_keeps_the_others() -> None:
             await runner.wait_urc(lambda u: u.name == "+CEREG", 0.01)
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 # -- dial, hand-over, resume -----------------------------------------------------------
@@ -416,7 +410,7 @@ def test_dial_hands_leftover_and_pipe_to_ppp_then_resumes() -> None:
         assert (await runner.command("ATH")).final.ok
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_dial_failure_explains_no_carrier() -> None:
@@ -429,7 +423,7 @@ def test_dial_failure_explains_no_carrier() -> None:
         assert runner.running
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_connect_on_a_plain_command_still_releases_the_pipe() -> None:
@@ -443,7 +437,7 @@ def test_connect_on_a_plain_command_still_releases_the_pipe() -> None:
         assert pipe.owner == "at"
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 # -- chat scripts ----------------------------------------------------------------------
@@ -479,7 +473,7 @@ def test_run_script_returns_every_response(bytewise: bool) -> None:
         ]
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 @pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "byte-by-byte"])
@@ -495,7 +489,7 @@ def test_run_script_stops_at_the_first_failing_step(bytewise: bool) -> None:
         assert pipe.commands == ["AT+CFUN=0", "AT+UMNOPROF?"]
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_run_script_total_timeout_by_fake_clock() -> None:
@@ -513,7 +507,7 @@ def test_run_script_total_timeout_by_fake_clock() -> None:
         assert pipe.commands == ["AT+CFUN=0", "AT+UMNOPROF?"]
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 @pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "byte-by-byte"])
@@ -529,7 +523,7 @@ def test_run_script_aborts_on_an_abort_match(bytewise: bool) -> None:
             await runner.run_script(scripts.MODULE_INIT)
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_bring_up_scripts_against_a_module_that_answers_them() -> None:
@@ -545,7 +539,7 @@ def test_bring_up_scripts_against_a_module_that_answers_them() -> None:
         assert pipe.commands == ["AT+CMEE=2", "AT&D2", "AT+COPS=3,2", "AT+COPS?"]
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 # -- per-command timeouts (u-blox AT manual bounds, lara_r6.rules) ----------------------
@@ -580,7 +574,7 @@ def test_each_command_gets_its_manuals_timeout_from_a_silent_module() -> None:
         await times_out_after("AT+CFUN?", 10.0)  # a read answers at once
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_a_chat_step_carries_its_manuals_timeout() -> None:
@@ -600,7 +594,7 @@ def test_a_chat_step_carries_its_manuals_timeout() -> None:
         assert [r.final.ok for r in await pending] == [True, True]
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 # -- back from data mode ---------------------------------------------------------------
@@ -624,7 +618,7 @@ def test_first_command_after_data_mode_starts_on_a_clean_line() -> None:
         assert pipe.commands[-3:] == [PPP_BYTES[:5].decode("latin-1"), "AT", "AT"]
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_escape_accepts_ok_and_the_no_carrier_of_amp_d2() -> None:
@@ -646,7 +640,7 @@ def test_escape_accepts_ok_and_the_no_carrier_of_amp_d2() -> None:
             await runner.escape(guard=0.0, timeout=1.0)
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 # -- URC subscriptions on the control port -----------------------------------------------
@@ -677,7 +671,7 @@ def test_control_port_subscription_gets_cgev_and_cereg_until_the_port_vanishes(
             await late.get()
         await runner.stop()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_subscription_ends_when_the_runner_stops_and_close_is_idempotent() -> None:
@@ -697,4 +691,4 @@ def test_subscription_ends_when_the_runner_stops_and_close_is_idempotent() -> No
         await settle()
         assert closed.empty()
 
-    run(scenario)
+    run_bounded(scenario)

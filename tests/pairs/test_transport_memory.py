@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
 
 from larappp.errors import PortClosed, PortError
 from larappp.transport.memory import MemoryPipe, pipe_pair
 from larappp.transport.pipe import ModemLines
-
-T = TypeVar("T")
-
-
-def run(coro_fn: Callable[[], Awaitable[T]], timeout: float = 10.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro_fn(), timeout)
-
-    return asyncio.run(bounded())
+from tests.aio import run_bounded
 
 
 async def read_exact(pipe: MemoryPipe, count: int) -> bytes:
@@ -40,7 +30,7 @@ def test_data_flows_both_ways_and_reads_respect_max_bytes() -> None:
         assert host.buffered() == 4
         assert await host.read() == b"OK\r\n"
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_a_bounded_buffer_makes_the_writer_wait_for_the_reader() -> None:
@@ -55,7 +45,7 @@ def test_a_bounded_buffer_makes_the_writer_wait_for_the_reader() -> None:
         assert await read_exact(module, len(blob)) == blob
         await writer
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_dtr_shows_as_the_peers_dsr_and_dcd_and_calls_its_callback() -> None:
@@ -120,7 +110,7 @@ def test_closing_one_end_ends_the_other_ends_reads_after_buffered_data() -> None
         with pytest.raises(PortError, match="make a new pipe_pair"):
             await module.open()
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_close_wakes_a_writer_blocked_on_a_full_peer() -> None:
@@ -132,7 +122,7 @@ def test_close_wakes_a_writer_blocked_on_a_full_peer() -> None:
         with pytest.raises(PortClosed):
             await writer
 
-    run(scenario)
+    run_bounded(scenario)
 
 
 def test_ownership_is_exclusive() -> None:
@@ -151,7 +141,7 @@ def test_hangup_drops_dtr_then_raises_it() -> None:
         await host.hangup(hold_s=0)
         return module.line_history
 
-    history = run(scenario)
+    history = run_bounded(scenario)
     assert [lines.dsr for lines in history] == [False, True]
     with pytest.raises(PortError, match="no DTR line"):
-        run(lambda: pipe_pair(modem_lines=False)[0].hangup(hold_s=0))
+        run_bounded(lambda: pipe_pair(modem_lines=False)[0].hangup(hold_s=0))
