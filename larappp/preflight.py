@@ -72,10 +72,7 @@ def check_ports(config: Config, *, fix: bool) -> tuple[bool, str]:
     embpf = ports.PortRange.parse(config.modem.embpf)
     ephemeral = ports.PortRange(*hostports.read_ephemeral_range())
     reserved_text = hostports.read_reserved_ports()
-    bound = [
-        ports.BoundSocket(proto=b.proto, port=b.port, pid=b.pid, process_name=b.process)
-        for b in hostports.bound_ports(embpf.first, embpf.last)
-    ]
+    bound = hostports.bound_ports(embpf.first, embpf.last)
     report = ports.check_host_ports(embpf, ephemeral, ports.parse_reserved_ports(reserved_text), bound)
     if report.ok:
         return True, "\n".join(report.describe())

@@ -13,24 +13,14 @@ from __future__ import annotations
 
 import errno
 import socket
-from dataclasses import dataclass
 
 import psutil
 
 from larappp.errors import NetworkSetupError, ValidationError
+from larappp.lara_r6.ports import BoundSocket
 
 PORT_RANGE_PATH = "/proc/sys/net/ipv4/ip_local_port_range"
 RESERVED_PORTS_PATH = "/proc/sys/net/ipv4/ip_local_reserved_ports"
-
-
-@dataclass(frozen=True)
-class BoundSocket:
-    """A host socket whose local port lies in a range of interest."""
-
-    proto: str  # "tcp" or "udp"
-    port: int
-    pid: int | None
-    process: str | None
 
 
 def read_ephemeral_range() -> tuple[int, int]:
@@ -65,7 +55,7 @@ def write_reserved_ports(value: str) -> None:
 def bound_ports(first: int, last: int) -> list[BoundSocket]:
     """TCP and UDP sockets (IPv4 and IPv6, listening or connected) with a local port in range.
 
-    Sorted and without duplicates; pid and process are None where psutil cannot tell
+    Sorted and without duplicates; pid and process_name are None where psutil cannot tell
     (a socket in TIME_WAIT, or another user's process when not run as root).
     """
     names: dict[int, str | None] = {}
@@ -78,7 +68,7 @@ def bound_ports(first: int, last: int) -> list[BoundSocket]:
         if pid is not None and pid not in names:
             names[pid] = _process_name(pid)
         found.add(BoundSocket(proto, conn.laddr.port, pid, names.get(pid) if pid else None))
-    return sorted(found, key=lambda s: (s.port, s.proto, s.pid or 0, s.process or ""))
+    return sorted(found, key=lambda s: (s.port, s.proto, s.pid or 0, s.process_name or ""))
 
 
 def _process_name(pid: int) -> str | None:

@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from larappp.errors import ValidationError
+from larappp.lara_r6.ports import BoundSocket
 from larappp.transport.hostports import (
     PORT_RANGE_PATH,
-    BoundSocket,
     bound_ports,
     read_ephemeral_range,
     read_reserved_ports,
