@@ -169,6 +169,7 @@ def _check_cross(config: Config) -> None:
     names = [s.name for s in config.sessions]
     if len(set(names)) != len(names):
         raise ConfigError(f"{src}: two sessions use the interface name {_dup(names)}; give each its own ifname")
+    # The embedded simulator gives each session a port of its own (session.port does not apply).
     if not config.uses_simulator:
         session_ports = [s.port or config.modem.port for s in config.sessions]
         if len(set(session_ports)) != len(session_ports):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +19,10 @@ from larappp.errors import LarapppError, ModemError, ModemTimeout, PortClosed, P
 from larappp.lara_r6 import commands, parsers, ports, rules, scripts, xlat
 from larappp.proto.at.chat import ChatScript
 from larappp.proto.at.core import ResponseReceived
-from larappp.transport.pipe import Pipe
+from larappp.transport.pipe import Pipe, PipeFactory
 
 log = logging.getLogger(__name__)
 
-PipeFactory = Callable[[], Awaitable[Pipe]]
 Progress = Callable[[str], None]
 
 

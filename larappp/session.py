@@ -5,36 +5,48 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from larappp.config import SessionConfig
 from larappp.engine.at import AtCommandError, AtRunner
-from larappp.engine.ppp_builtin import BuiltinPppEngine, EngineOptions
-from larappp.engine.ppp_pppd import PppdEngine
+from larappp.engine.base import PppEngine
+from larappp.engine.options import EngineOptions
+from larappp.engine.ppp_builtin import BuiltinPppEngine
+from larappp.engine.pppd.engine import PppdEngine
 from larappp.errors import LarapppError, ModemError
 from larappp.lara_r6 import commands, rules, scripts
 from larappp.preflight import ppp_backend_choice
-from larappp.transport.pipe import Pipe
+from larappp.transport.pipe import Pipe, PipeFactory
 
 log = logging.getLogger(__name__)
 
-PipeFactory = Callable[[], Awaitable[Pipe]]
+#: how long PPP may take from CONNECT until every configured family is usable
+PPP_UP_TIMEOUT_S = 40.0
+#: silence before "+++": a margin over the module's guard time, so its timer has surely run out
+ESCAPE_WAIT_S = rules.ESCAPE_GUARD_S + 0.2
 
-# "+++" is only recognised after a silence; the app note's hosts wait 2 s (app note §9.1.4).
-ESCAPE_GUARD_S = 2.0
+#: the PPP engine of each backend
+ENGINES: dict[str, type[PppEngine]] = {"builtin": BuiltinPppEngine, "pppd": PppdEngine}
 
 
-@dataclass(frozen=True)
-class PppSettings:
-    """What the session needs to run PPP, beyond its config: decided at bring-up."""
-
-    families: tuple[int, ...]
-    mru: int = 1500
-    dns_dir: str = "/run/larappp/resolv.conf.d"
-    up_timeout: float = 40.0
-    rs_interval: float = 4.0
-    runtime_dir: str = "/run/larappp"
+def engine_options(
+    config: SessionConfig, *, families: tuple[int, ...], mru: int, runtime_dir: str, dns_dir: str,
+) -> EngineOptions:
+    """The session's PPP settings: its config plus what bring-up learned (families, MRU)."""
+    return EngineOptions(
+        ifname=config.name,
+        families=families,
+        username=config.user,
+        password=config.password,
+        auth=config.auth,
+        mru=mru,
+        default_route=config.default_route,
+        metric=config.metric,
+        dns_mode=config.dns,
+        dns_dir=dns_dir,
+        runtime_dir=runtime_dir,
+    )
 
 
 @dataclass
@@ -71,20 +83,19 @@ class Session:
         trace: Callable[[str], None] | None = None,
         secrets: Sequence[str] = (),
         command_timeout: float = 10.0,
-        escape_guard: float = ESCAPE_GUARD_S,
-        ppp: PppSettings | None = None,
+        ppp: EngineOptions | None = None,
     ) -> None:
         self.config = config
-        self.ppp_settings = ppp
+        #: how PPP runs on this session (None: stop at CONNECT)
+        self.engine_options = ppp
         self._open_pipe = open_pipe
         self._trace = trace
         self._secrets = list(secrets)
         self._command_timeout = command_timeout
-        self._escape_guard = escape_guard
         self.pipe: Pipe | None = None
         self.at: AtRunner | None = None
         self.leftover = b""
-        self.engine: BuiltinPppEngine | PppdEngine | None = None
+        self.engine: PppEngine | None = None
         self.state = SessionState(name=config.name, cid=config.cid, apn=config.apn, port=port_name)
 
     async def dial(self) -> None:
@@ -110,35 +121,14 @@ class Session:
 
     async def start_ppp(self, notes: Callable[[str], None] | None = None) -> None:
         """Run PPP over the dialled port until the configured families are usable."""
-        assert self.pipe is not None and self.ppp_settings is not None
-        settings = self.ppp_settings
-        cfg = self.config
+        assert self.pipe is not None and self.engine_options is not None
         self.state.state = "negotiating"
-        options = EngineOptions(
-            ifname=cfg.name,
-            families=settings.families,
-            username=cfg.user,
-            password=cfg.password,
-            auth=cfg.auth,
-            mru=settings.mru,
-            default_route=cfg.default_route,
-            metric=cfg.metric,
-            dns_mode=cfg.dns,
-            dns_dir=settings.dns_dir,
-            rs_interval=settings.rs_interval,
-        )
         # "auto": pppd where /dev/ppp works and pppd is installed, else the built-in engine.
-        backend = ppp_backend_choice()[0] if cfg.backend == "auto" else cfg.backend
-        if backend == "pppd":
-            self.engine = PppdEngine(
-                self.pipe, options, leftover=self.leftover, on_event=notes,
-                runtime_dir=settings.runtime_dir, secrets=self._secrets,
-            )
-        else:
-            self.engine = BuiltinPppEngine(self.pipe, options, leftover=self.leftover, on_event=notes)
+        backend = ppp_backend_choice()[0] if self.config.backend == "auto" else self.config.backend
+        self.engine = ENGINES[backend](self.pipe, self.engine_options, leftover=self.leftover, on_event=notes)
         self.leftover = b""
         await self.engine.start()
-        await self.engine.wait_up(settings.up_timeout)
+        await self.engine.wait_up(PPP_UP_TIMEOUT_S)
         self.state.state = "up"
         self.state.details = self.engine.status()
 
@@ -182,7 +172,7 @@ class Session:
             elif method in ("escape", "ath", "lcp"):
                 # "+++" (app note §9.1.4) then ATH, which with AT+CVHU=0 ends the call (§4.2).
                 await self._stop_engine()
-                await self.at.escape(guard=self._escape_guard, timeout=self._command_timeout)
+                await self.at.escape(guard=ESCAPE_WAIT_S, timeout=self._command_timeout)
                 await self.at.command(commands.ath(), timeout=self._command_timeout)
             elif method == "dtr":
                 await self._stop_engine()

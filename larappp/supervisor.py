@@ -17,17 +17,15 @@ from typing import Any
 
 from larappp import runtime
 from larappp.config import FAMILIES_OF_PDP_TYPE, Config, SessionConfig
+from larappp.engine.options import EngineOptions
 from larappp.errors import LarapppError
 from larappp.lara_r6 import parsers
 from larappp.modem import Modem
-from larappp.session import ESCAPE_GUARD_S, PppSettings, Session
+from larappp.session import Session, engine_options
 from larappp.transport import open_pipe
-from larappp.transport.pipe import Pipe
+from larappp.transport.pipe import Pipe, PipeFactory
 
 log = logging.getLogger(__name__)
-
-# The simulator's guard silence is 1 s (a knob); waiting 1.2 s keeps demos and tests short.
-SIM_ESCAPE_GUARD_S = 1.2
 
 
 def sd_notify(message: str) -> None:
@@ -110,7 +108,7 @@ class Supervisor:
             return self._ports[index]
         return self.config.sessions[index].port or self.config.modem.port
 
-    def _pipe_factory(self, spec: str) -> Callable[[], Any]:
+    def _pipe_factory(self, spec: str) -> PipeFactory:
         modem = self.config.modem
 
         async def factory() -> Pipe:
@@ -143,8 +141,7 @@ class Supervisor:
             session = Session(
                 scfg, port, self._pipe_factory(port), trace=self.trace,
                 secrets=self.config.secrets(), command_timeout=self.config.modem.command_timeout,
-                escape_guard=SIM_ESCAPE_GUARD_S if self.config.uses_simulator else ESCAPE_GUARD_S,
-                ppp=self._ppp_settings(scfg),
+                ppp=self._engine_options(scfg),
             )
             self.sessions.append(session)
             self.progress(f"dialing cid {scfg.cid} ({scfg.apn}) on {port}")
@@ -161,7 +158,7 @@ class Supervisor:
         self.state = "up"
         self.write_state()
 
-    def _ppp_settings(self, scfg: SessionConfig) -> PppSettings:
+    def _engine_options(self, scfg: SessionConfig) -> EngineOptions:
         """Families the network granted on this cid (app note §2.5: it may narrow them),
         and the MRU: the session's own, else the network's IPv4 MTU from +CGCONTRDP."""
         assert self.modem is not None
@@ -176,12 +173,9 @@ class Supervisor:
         merged = parsers.merge_context_params(status.params.get(scfg.cid, []))
         network_mtu = merged[scfg.cid].ipv4_mtu if scfg.cid in merged else None
         mru = scfg.mtu or network_mtu or 1500
-        return PppSettings(
-            families=families,
-            mru=max(576, min(mru, 1500)),
+        return engine_options(
+            scfg, families=families, mru=max(576, min(mru, 1500)), runtime_dir=self.config.modem.runtime_dir,
             dns_dir=str(runtime.RuntimePaths.of(self.config).dns_dir),
-            rs_interval=1.0 if self.config.uses_simulator else 4.0,
-            runtime_dir=self.config.modem.runtime_dir,
         )
 
     def refresh(self) -> None:

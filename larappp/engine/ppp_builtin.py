@@ -13,18 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from larappp.engine.ppp_outcome import EngineOutcome
+from larappp.engine.base import PppEngine, cancel_all, no_router_advertisement
 from larappp.errors import LarapppError, PortClosed, PPPError
-from larappp.hostnet import HostInterface
 from larappp.proto.ipv6 import slaac
 from larappp.proto.ppp import events as ev
 from larappp.proto.ppp.link import LinkConfig, PppLink
-from larappp.transport.pipe import Pipe
 from larappp.transport.tun import Tun
 
 log = logging.getLogger(__name__)
@@ -32,44 +27,11 @@ log = logging.getLogger(__name__)
 UPLINK_HIGH_WATER = 256 * 1024
 
 
-@dataclass
-class EngineOptions:
-    """How one built-in PPP session is set up on the host."""
-
-    ifname: str
-    families: tuple[int, ...] = (4, 6)
-    username: str = ""
-    password: str = field(default="", repr=False)
-    auth: str = "none"
-    mru: int = 1500
-    default_route: bool = True
-    metric: int | None = None
-    dns_mode: str = "auto"
-    dns_dir: str = "/run/larappp/resolv.conf.d"
-    echo_interval: float | None = 30.0
-    rs_interval: float = 4.0
-
-
-class BuiltinPppEngine(EngineOutcome):
+class BuiltinPppEngine(PppEngine):
     """Runs PPP over a dialled port and carries IP packets to and from a TUN interface."""
 
-    OWNER = "ppp"
-
-    def __init__(
-        self,
-        pipe: Pipe,
-        options: EngineOptions,
-        *,
-        leftover: bytes = b"",
-        clock: Callable[[], float] = time.monotonic,
-        on_event: Callable[[str], None] | None = None,
-    ) -> None:
-        super().__init__(options.ifname, options.families)
-        self.pipe = pipe
-        self.options = options
-        self._leftover = leftover
-        self._clock = clock
-        self._note = on_event or (lambda _m: None)
+    def _setup(self) -> None:
+        options, clock = self.options, self._clock
         answer = ("chap", "pap") if options.auth == "none" else (options.auth,)
         self.link = PppLink(
             "host",
@@ -81,12 +43,9 @@ class BuiltinPppEngine(EngineOutcome):
                 ipv4=4 in options.families,
                 ipv6=6 in options.families,
                 echo_interval=options.echo_interval,
+                echo_failures=options.echo_failures,
             ),
             now=clock(),
-        )
-        self.host = HostInterface(
-            options.ifname, default_route=options.default_route, metric=options.metric,
-            dns_mode=options.dns_mode, dns_dir=options.dns_dir,
         )
         self.slaac: slaac.SlaacClient | None = None
         self.tun: Tun | None = None
@@ -147,12 +106,7 @@ class BuiltinPppEngine(EngineOutcome):
 
     async def stop(self) -> list[str]:
         """Stop pumping, undo the host configuration, remove the TUN, give the pipe back."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await cancel_all(self._tasks)
         failures = await self.host.close()
         if self.tun is not None:
             self.tun.close()
@@ -291,10 +245,7 @@ class BuiltinPppEngine(EngineOutcome):
                 self.link.send_packet(6, packet)
             while (sev := self.slaac.next_event()) is not None:
                 if isinstance(sev, slaac.RaTimedOut):
-                    self._fail(PPPError(
-                        f"no Router Advertisement on {self.options.ifname} ({sev.reason}): the network gave "
-                        "no IPv6 prefix; check the PDP type, or use pdp_type = \"IP\""
-                    ))
+                    self._fail(no_router_advertisement(self.options.ifname, sev.reason))
                 else:
                     self._actions.put_nowait(("slaac", sev))
         self._kick.set()
@@ -319,8 +270,7 @@ class BuiltinPppEngine(EngineOutcome):
         elif kind == "ipv4":
             await self.host.apply_ipv4(value.local, value.peer, value.dns)
             self._note(f"{self.options.ifname}: IPv4 {value.local} peer {value.peer} DNS {', '.join(map(str, value.dns))}")
-            self.families_up.add(4)
-            self._check_up()
+            self._family_up(4)
         elif kind == "ipv6":
             await self.host.apply_ipv6_link_local(value.local_iid)
             # The host's global address uses its own IID, not the module's (app note §4.1.2).
@@ -332,5 +282,4 @@ class BuiltinPppEngine(EngineOutcome):
             if line:
                 self._note(line)
             if isinstance(value, slaac.AddressConfigured):
-                self.families_up.add(6)
-                self._check_up()
+                self._family_up(6)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from larappp.errors import PortError
@@ -103,3 +103,7 @@ class Pipe(abc.ABC):
     def _notify_modem_lines(self, lines: ModemLines) -> None:
         if self._lines_callback is not None:
             self._lines_callback(lines)
+
+
+#: opens one module port as a fresh Pipe (each session and the modem keep one to reopen)
+PipeFactory = Callable[[], Awaitable[Pipe]]

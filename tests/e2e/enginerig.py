@@ -25,7 +25,8 @@ from typing import Any, Self
 
 import pytest
 
-from larappp.engine.ppp_builtin import BuiltinPppEngine, EngineOptions
+from larappp.engine.options import EngineOptions
+from larappp.engine.ppp_builtin import BuiltinPppEngine
 from larappp.errors import PortClosed
 from larappp.proto import ip
 from larappp.proto.hdlc import HdlcDecoder, HdlcEncoder

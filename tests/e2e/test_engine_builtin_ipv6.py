@@ -19,6 +19,7 @@ from larappp.proto.ipv6.ndp import (
     RouterAdvertisement,
     build_router_advertisement,
 )
+from larappp.proto.ipv6.slaac import RTR_SOLICITATION_INTERVAL
 from larappp.proto.ppp import frame
 from tests.e2e.enginerig import (
     DNS_V4,
@@ -119,6 +120,25 @@ def test_router_advertisement_that_never_comes(netns: str, tmp_path: Path) -> No
 
     run_scenario(netns, scenario)
 
+
+
+def test_a_lost_router_solicitation_is_repeated_after_the_rfc_4861_interval(netns: str, tmp_path: Path) -> None:
+    """The production RS interval (RFC 4861 §10, 4 s), not a test's shorter one."""
+
+    async def scenario() -> None:
+        async with EngineRig(netns, tmp_path, answer_rs=False, rs_interval=RTR_SOLICITATION_INTERVAL) as rig:
+            engine, module = rig.engine, rig.module
+            while module.solicitations == 0:
+                await asyncio.sleep(0.01)
+            first_rs = time.monotonic()
+            module.answer_rs = True  # the first RS was lost; the router answers the next one
+            await engine.wait_up(10)
+            waited = time.monotonic() - first_rs
+            assert module.solicitations == 2
+            assert RTR_SOLICITATION_INTERVAL - 0.1 <= waited < RTR_SOLICITATION_INTERVAL + 1.0, waited
+            assert engine.families_up == {4, 6}
+
+    run_scenario(netns, scenario)
 
 
 def ra_packet(**fields: Any) -> bytes:

@@ -235,3 +235,37 @@ def test_uembpf_range_traffic_never_reaches_the_dte(cli: Cli, net) -> None:  # t
     # Outside the module's range: delivered. Inside: kept for the module's apps (app note §4.3).
     assert "got 5999" in out and "none 6100" in out, out
     _assert_clean_after_down(cli, cfg, n, [n.sim.ptys[0]])
+
+
+def test_embedded_simulator_runs_with_the_real_escape_guard(cli: Cli, tmp_path: Path) -> None:
+    """`port = "sim"` changes no timing of larappp's own: "+++" waits the app note's 2 s guard."""
+    tag = uuid.uuid4().hex[:6]
+    dte, inet = f"lp-dte-{tag}", f"lp-inet-{tag}"
+    create_netns(dte)
+    create_netns(inet)
+    try:
+        cfg = cli.write_config(
+            '[modem]\nport = "sim"\nregistration_timeout = 20\nreboot_timeout = 20\ncommand_timeout = 5\n',
+            '[[session]]\ncid = 1\napn = "internet"\nteardown = "escape"\n'
+            f'[sim]\nnetwork = "{inet}"\nregistration_delay = 0.2\nreboot_time = 0.2\n',
+        )
+        up = cli.run(cfg, "up", netns=dte, ppp=True, timeout=120)
+        assert up.returncode == 0, up.stderr + up.stdout
+        state = json.loads(cli.run(cfg, "status", "--json", netns=dte).stdout)
+        assert state["state"] == "up" and state["simulator"] is True, state
+        assert state["sessions"][0]["ipv6_global"], state
+        _ns(dte, "ping", "-c", "1", "-W", "3", SERVER_V4, timeout=30, check=True)
+        _ns(dte, "ping", "-6", "-c", "1", "-W", "3", SERVER_V6, timeout=30, check=True)
+
+        started = time.monotonic()
+        down = cli.run(cfg, "down", netns=dte, timeout=90)
+        took = time.monotonic() - started
+        assert down.returncode == 0, down.stderr + down.stdout
+        assert took >= 2.0, f"down took {took:.2f} s: shorter than the module's 2 s escape guard"
+        links = json.loads(_ns(dte, "ip", "-j", "link", timeout=10, check=True).stdout)
+        assert [link["ifname"] for link in links] == ["lo"]
+        assert _ns(dte, "ip", "route", timeout=10, check=True).stdout.strip() == ""
+    finally:
+        cli.cleanup()
+        delete_netns(dte)
+        delete_netns(inet)

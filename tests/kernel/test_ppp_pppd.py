@@ -25,16 +25,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from larappp.engine.ppp_builtin import EngineOptions
-from larappp.engine.ppp_pppd import (
-    PPPD,
-    PPPD_EXIT_REASONS,
-    PppdEngine,
-    describe_exit,
-    options_file_text,
-    parse_ipcp_report,
-    pppd_word,
-)
+from larappp.engine.options import EngineOptions, PppdOptions
+from larappp.engine.pppd.engine import PppdEngine
+from larappp.engine.pppd.options import options_file_text, parse_ipcp_report, pppd_word
+from larappp.engine.pppd.process import PPPD, PPPD_EXIT_REASONS, describe_exit
 from larappp.errors import PortClosed, PPPError
 from larappp.transport import mountns
 from larappp.transport.memory import pipe_pair
@@ -104,7 +98,7 @@ def test_options_follow_families_and_auth(
 
 def test_options_unit_debug_and_echo_off() -> None:
     lines = option_lines(options_file_text(
-        options(echo_interval=None), ip_up=Path("/u"), ip_down=Path("/d"), unit=3, debug=True, echo_failures=2,
+        options(echo_interval=None, echo_failures=2, pppd=PppdOptions(unit=3)), ip_up=Path("/u"), ip_down=Path("/d"), debug=True,
     ))
     assert {"unit 3", "debug", "lcp-echo-interval 0", "lcp-echo-failure 2"} <= set(lines)
 
@@ -300,8 +294,9 @@ class Harness:
         self.host_pipe, self.module_pipe = pipe_pair(modem_lines=False)
         self.notes: list[str] = []
         self.engine = PppdEngine(
-            self.host_pipe, options(), leftover=leftover, runtime_dir=self.runtime, pppd=str(self.fake),
-            isolate=isolate, on_event=self.notes.append, secrets=[PASSWORD],
+            self.host_pipe,
+            options(runtime_dir=str(self.runtime), pppd=PppdOptions(path=str(self.fake), isolate=isolate)),
+            leftover=leftover, on_event=self.notes.append,
         )
 
     def record(self) -> dict[str, Any]:
@@ -344,7 +339,7 @@ def test_engine_hands_pppd_a_pty_and_private_files(
         why = run(mountns.available())
         if why is not None:
             pytest.skip(f"no private mounts here: {why}")
-    caplog.set_level(logging.DEBUG, logger="larappp.engine.ppp_pppd")
+    caplog.set_level(logging.DEBUG, logger="larappp.engine.pppd")
 
     async def body(h: Harness) -> None:
         # The module talks first (its LCP Configure-Request): held until pppd has spoken.
@@ -475,11 +470,11 @@ def test_wait_up_times_out_naming_the_missing_families(tmp_path: Path) -> None:
 def test_missing_pppd_and_existing_interface_are_refused(tmp_path: Path) -> None:
     async def body() -> None:
         host, _module = pipe_pair()
-        engine = PppdEngine(host, options(), runtime_dir=tmp_path, pppd=str(tmp_path / "no-pppd"))
+        engine = PppdEngine(host, options(runtime_dir=str(tmp_path), pppd=PppdOptions(path=str(tmp_path / "no-pppd"))))
         with pytest.raises(PPPError, match="install Debian's ppp package"):
             await engine.start()
         assert host.owner is None
-        engine = PppdEngine(host, options(ifname="lo"), runtime_dir=tmp_path, pppd=sys.executable)
+        engine = PppdEngine(host, options(ifname="lo", runtime_dir=str(tmp_path), pppd=PppdOptions(path=sys.executable)))
         with pytest.raises(PPPError, match="interface lo exists already"):
             await engine.start()
         assert host.owner is None and not (tmp_path / "pppd").exists()
@@ -493,7 +488,7 @@ def test_missing_pppd_and_existing_interface_are_refused(tmp_path: Path) -> None
 def test_real_pppd_without_kernel_ppp_says_so(tmp_path: Path) -> None:
     async def body() -> None:
         host, _module = pipe_pair(modem_lines=False)
-        engine = PppdEngine(host, options(), runtime_dir=tmp_path)
+        engine = PppdEngine(host, options(runtime_dir=str(tmp_path)))
         await engine.start()
         try:
             with pytest.raises(PPPError) as raised:

@@ -1,0 +1,47 @@
+"""What one PPP session needs on the host: the one options shape both engines take."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from larappp.proto.ipv6 import slaac
+
+
+@dataclass(frozen=True)
+class PppdOptions:
+    """What only the pppd engine uses: which pppd, its unit number, its private /etc/ppp."""
+
+    #: pppd's path (None: found on the system search path, as `larappp check` does)
+    path: str | None = None
+    #: pppd's `unit` (the N of pppN when no ifname applies; None: pppd picks)
+    unit: int | None = None
+    #: run pppd in a mount namespace where larappp's runtime folder is /etc/ppp
+    isolate: bool = True
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How one PPP session is set up on the host, for the built-in engine and for pppd alike."""
+
+    ifname: str
+    families: tuple[int, ...] = (4, 6)
+    username: str = ""
+    password: str = field(default="", repr=False)
+    auth: str = "none"
+    mru: int = 1500
+    default_route: bool = True
+    metric: int | None = None
+    dns_mode: str = "auto"
+    dns_dir: str = "/run/larappp/resolv.conf.d"
+    #: seconds between LCP Echo-Requests (None: no keepalive) and how many may go unanswered
+    echo_interval: float | None = 30.0
+    echo_failures: int = 4
+    #: seconds between Router Solicitations while no RA came (RFC 4861 §10)
+    rs_interval: float = slaac.RTR_SOLICITATION_INTERVAL
+    #: larappp's runtime folder (pppd's options and hooks go below it)
+    runtime_dir: str = "/run/larappp"
+    pppd: PppdOptions = PppdOptions()
+
+    def secrets(self) -> list[str]:
+        """What never appears in a log: the password and the user name."""
+        return [s for s in (self.password, self.username) if s]

@@ -1,0 +1,182 @@
+"""`PppdEngine`: pppd on a pty bridged to the dialled port, the host configured by larappp.
+
+The end: `terminate()` sends pppd SIGTERM, on which it sends LCP Terminate-Request and
+exits 5 once the module acked (app note §4.2). `stop()` of a pppd still running hangs the
+pty up (pppd: "Modem hangup", no Terminate exchange, exit 16: the escape, ATH and DTR
+teardowns) and kills it if it lingers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import psutil
+
+from larappp.engine.base import PppEngine, cancel_all
+from larappp.engine.pppd.bridge import PtyBridge
+from larappp.engine.pppd.observe import InterfaceObserver
+from larappp.engine.pppd.options import PppdFolder
+from larappp.engine.pppd.process import PppdProcess, describe_exit
+from larappp.errors import LarapppError, PortClosed, PPPError
+from larappp.transport.ptypair import PtyPair
+
+__all__ = ["PppdEngine"]
+
+log = logging.getLogger(__name__)
+
+
+class PppdEngine(PppEngine):
+    """Runs Debian's pppd over a dialled port (through a pty bridge) and configures the host."""
+
+    def _setup(self) -> None:
+        options, clock = self.options, self._clock
+        self.folder = PppdFolder(options.runtime_dir, options.ifname)
+        self.pppd = PppdProcess(options.ifname, path=options.pppd.path, secrets=options.secrets())
+        self.observer = InterfaceObserver(
+            self.host, options, self.folder, clock=clock, note=self._note, family_up=self._family_up,
+        )
+        self.pty: PtyPair | None = None
+        self.bridge: PtyBridge | None = None
+        self.exit_status: int | None = None
+        self._ending_requested = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._attached = False
+
+    @property
+    def isolated(self) -> bool | None:
+        """Whether pppd runs with larappp's private /etc/ppp (None until started)."""
+        return self.pppd.isolated
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Take the pipe, write the runtime folder, start pppd on a pty bridged to the pipe."""
+        self.pppd.check_installed()
+        self.pipe.attach(self.OWNER)
+        self._attached = True
+        ifname = self.options.ifname
+        try:
+            await self.host.open()
+            if await self.host.netlink.link(ifname) is not None:
+                raise PPPError(
+                    f"interface {ifname} exists already (another larappp or pppd?): "
+                    "stop it or give the session another ifname"
+                )
+            try:
+                binds = self.folder.write(self.options, debug=log.isEnabledFor(logging.DEBUG))
+            except OSError as exc:
+                raise PPPError(f"cannot prepare pppd's runtime folder {self.folder.path}: {exc}") from None
+            self.pty = PtyPair.open()
+            await self.pppd.start(self.pty.slave_path, self.folder, binds, isolate=self.options.pppd.isolate)
+        except OSError as exc:
+            await self.stop()
+            raise PPPError(f"cannot start pppd for {ifname}: {exc}") from None
+        except BaseException:
+            await self.stop()
+            raise
+        self._note(f"{ifname}: pppd {self.pppd.pid} started on {self.pty.slave_path}"
+                   + ("" if self.isolated else " (with the host's /etc/ppp)"))
+        name = f"pppd {ifname}"
+        self.bridge = PtyBridge(self.pipe, self.pty, leftover=self._leftover, on_port_lost=self._port_lost)
+        self._leftover = b""
+        self.bridge.start(name)
+        self._tasks = [
+            asyncio.create_task(self._watch_process(), name=f"{name} exit"),
+            asyncio.create_task(self._observe(), name=f"{name} observe"),
+        ]
+
+    def _progress_text(self) -> str:
+        return f"pppd {self._phase()}"
+
+    async def terminate(self, timeout: float = 6.0) -> None:
+        """Have pppd send LCP Terminate-Request (SIGTERM) and wait for it to end (app note §4.2)."""
+        if self.pppd.running and not self.terminated.is_set():
+            self._ending_requested = True
+            self.pppd.signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exited(), timeout)
+
+    async def stop(self) -> list[str]:
+        """End pppd if it still runs, undo the host configuration, remove the runtime folder,
+        give the pipe back; returns what could not be undone."""
+        failures: list[str] = []
+        self._ending_requested = True
+        if self.pppd.running and self.pty is not None:
+            # A hang-up ends pppd at once, without a Terminate exchange (escape/ATH/DTR teardowns).
+            self.pty.hang_up()
+        await self.pppd.end(failures)
+        if self.bridge is not None:
+            await self.bridge.stop()
+            self.bridge = None
+        await cancel_all(self._tasks)
+        self.observer.close()
+        failures += await self.host.close()
+        if self.pty is not None:
+            self.pty.close()
+            self.pty = None
+        failures += self.folder.remove()
+        if self._attached:
+            self.pipe.release(self.OWNER)
+            self._attached = False
+        self._finish("larappp stopped the session")
+        return failures
+
+    def status(self) -> dict[str, object]:
+        counters = psutil.net_io_counters(pernic=True).get(self.options.ifname)
+        return {
+            **self.host.state.to_json(),
+            "backend": "pppd",
+            "families_up": sorted(self.families_up),
+            "phase": self._phase(),
+            "pid": self.pppd.pid,
+            "exit_status": self.exit_status,
+            "packets_in": counters.packets_recv if counters else 0,
+            "packets_out": counters.packets_sent if counters else 0,
+            "bad_frames": counters.errin if counters else 0,
+        }
+
+    def _phase(self) -> str:
+        if self.pppd.process is None:
+            return "not started"
+        if self.exit_status is not None:
+            return f"exited ({self.exit_status})"
+        if self._up.is_set():
+            return "up"
+        return "negotiating" if self.bridge is not None and self.bridge.pppd_spoke.is_set() else "starting"
+
+    # -- ending ----------------------------------------------------------------------------
+    async def _exited(self) -> None:
+        while self.exit_status is None:
+            await asyncio.sleep(0.02)
+
+    def _port_lost(self, exc: PortClosed) -> None:
+        self._finish(f"the module's port closed ({exc})")
+
+    async def _watch_process(self) -> None:
+        assert self.bridge is not None
+        bridge = self.bridge
+        status = await self.pppd.wait()
+        bridge.stop_reading_port()
+        await bridge.forward_last_frames()
+        self.exit_status = status
+        if self._ending_requested and status in (0, 5, 16):
+            reason = f"larappp ended the link (pppd exited with status {status})"
+        else:
+            reason = describe_exit(status, self.pppd.last_line)
+        self._note(f"{self.options.ifname}: {reason}")
+        if status == 19:
+            self._fail(PPPError(f"PPP on {self.options.ifname}: {reason}"))
+        self._finish(reason)
+
+    # -- what came up ----------------------------------------------------------------------------
+    async def _observe(self) -> None:
+        try:
+            await self.observer.run()
+        except LarapppError as exc:
+            if self.exit_status is None and not self.terminated.is_set():
+                self._fail(exc)
+        except OSError as exc:
+            if self.exit_status is None and not self.terminated.is_set():
+                self._fail(PPPError(f"configuring {self.options.ifname} failed: {exc}"))
