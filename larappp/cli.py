@@ -122,7 +122,8 @@ class BringUpStopped(LarapppError):
 
 
 async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None) -> int:
-    from larappp.supervisor import Supervisor, sd_notify
+    from larappp.supervisor import Supervisor
+    from larappp.transport.sdnotify import sd_notify
 
     progress: Callable[[str], None]
     if ready_fd is not None:

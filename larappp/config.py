@@ -7,8 +7,10 @@ most three PPP instances...) are checked by `larappp.vendor.rules.check_pdp_plan
 
 from __future__ import annotations
 
+import os
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +124,35 @@ def default_config() -> Config:
     )
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Read and validate a TOML file; None gives the embedded simulator default."""
-    if path is None:
-        return default_config()
-    p = Path(path)
+def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML file; None gives the embedded simulator default.
+
+    The directories systemd made for the service win over the file (`with_service_directories`).
+    """
+    config = default_config() if path is None else _read_config(Path(path))
+    return with_service_directories(config, os.environ if environ is None else environ)
+
+
+def with_service_directories(config: Config, environ: Mapping[str, str]) -> Config:
+    """`config` with runtime_dir and state_dir from $RUNTIME_DIRECTORY and $STATE_DIRECTORY when set.
+
+    systemd sets them for RuntimeDirectory= and StateDirectory= (systemd.exec(5)), the only
+    places a sandboxed unit may write; with several directories the paths are joined by ":",
+    and larappp takes the first.
+    """
+    runtime = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if not runtime and not state:
+        return config
+    modem = replace(
+        config.modem,
+        runtime_dir=runtime or config.modem.runtime_dir,
+        state_dir=state or config.modem.state_dir,
+    )
+    return replace(config, modem=modem)
+
+
+def _read_config(p: Path) -> Config:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,21 +25,6 @@ from larappp.transport import open_pipe
 from larappp.transport.pipe import Pipe, PipeFactory
 
 log = logging.getLogger(__name__)
-
-
-def sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify) about readiness or status; silent without $NOTIFY_SOCKET."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(message.encode())
-    except OSError as exc:
-        log.warning("could not notify systemd at %s: %s", address, exc)
 
 
 class Supervisor:

@@ -1,0 +1,90 @@
+"""systemd's notify protocol (sd_notify(3)): readiness, status, watchdog, for Type=notify.
+
+One datagram per message to the AF_UNIX socket named by $NOTIFY_SOCKET ("@" starts an
+abstract name); every function is silent without it, so `larappp up --foreground` works
+the same outside systemd. The helpers build the fields sd_notify(3) defines; a status
+line is one line of text a person reads in `systemctl status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+
+__all__ = [
+    "extend_timeout",
+    "ready",
+    "sd_notify",
+    "status",
+    "stopping",
+    "watchdog",
+    "watchdog_interval",
+]
+
+log = logging.getLogger(__name__)
+
+
+def sd_notify(message: str, *, environ: Mapping[str, str] | None = None) -> bool:
+    """Send `message` (newline-separated KEY=VALUE fields); False when not under systemd or it failed."""
+    env = os.environ if environ is None else environ
+    address = env.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.warning("could not notify systemd at %s: %s", env.get("NOTIFY_SOCKET"), exc)
+        return False
+    return True
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def ready(status_text: str = "") -> bool:
+    """Start-up is complete (Type=notify units leave "activating"), with an optional status."""
+    return sd_notify("READY=1" + (f"\nSTATUS={_one_line(status_text)}" if status_text else ""))
+
+
+def status(text: str) -> bool:
+    """The one line `systemctl status` shows as the service's status."""
+    return sd_notify(f"STATUS={_one_line(text)}")
+
+
+def stopping(status_text: str = "") -> bool:
+    """Teardown has begun."""
+    return sd_notify("STOPPING=1" + (f"\nSTATUS={_one_line(status_text)}" if status_text else ""))
+
+
+def watchdog() -> bool:
+    """Keep-alive for WatchdogSec=: send it only while the service is really healthy."""
+    return sd_notify("WATCHDOG=1")
+
+
+def extend_timeout(seconds: float) -> bool:
+    """Ask for `seconds` more before the start, stop or runtime timeout fires (EXTEND_TIMEOUT_USEC)."""
+    return sd_notify(f"EXTEND_TIMEOUT_USEC={max(0, round(seconds * 1_000_000))}")
+
+
+def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
+    """Seconds between two WATCHDOG=1 the manager expects (half of WatchdogSec=), None when off.
+
+    sd_watchdog_enabled(3): $WATCHDOG_USEC is the timeout, and when $WATCHDOG_PID is set
+    it must be this process (a child that inherited the environment must not ping).
+    """
+    env = os.environ if environ is None else environ
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    pid = env.get("WATCHDOG_PID")
+    if usec <= 0 or (pid and pid != str(os.getpid())):
+        return None
+    return usec / 2_000_000

@@ -1,0 +1,70 @@
+"""The sd_notify(3) helpers against a real AF_UNIX datagram socket playing systemd."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from larappp.transport import sdnotify
+
+
+@pytest.fixture
+def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """A datagram socket bound where $NOTIFY_SOCKET points, as systemd's would be."""
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    yield sock
+    sock.close()
+
+
+def _fields(sock: socket.socket) -> dict[str, str]:
+    data = sock.recv(4096).decode()
+    return dict(line.split("=", 1) for line in data.splitlines())
+
+
+def test_each_helper_sends_the_fields_sd_notify_defines(manager: socket.socket) -> None:
+    assert sdnotify.ready("cid 1 connected,\n cid 2 connected")
+    assert _fields(manager) == {"READY": "1", "STATUS": "cid 1 connected, cid 2 connected"}
+    assert sdnotify.status("waiting for registration (12 s)")
+    assert _fields(manager) == {"STATUS": "waiting for registration (12 s)"}
+    assert sdnotify.watchdog()
+    assert _fields(manager) == {"WATCHDOG": "1"}
+    assert sdnotify.extend_timeout(90.5)
+    assert _fields(manager) == {"EXTEND_TIMEOUT_USEC": "90500000"}
+    assert sdnotify.stopping("hanging up")
+    assert _fields(manager) == {"STOPPING": "1", "STATUS": "hanging up"}
+
+
+def test_an_abstract_socket_name_starts_with_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"larappp-test-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(2)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert sdnotify.status("abstract")
+        assert sock.recv(100) == b"STATUS=abstract"
+
+
+def test_silent_outside_systemd_and_false_when_the_socket_is_gone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert sdnotify.ready() is False
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody"))
+    assert sdnotify.watchdog() is False
+
+
+def test_watchdog_interval_is_half_the_timeout_and_only_for_the_named_pid() -> None:
+    assert sdnotify.watchdog_interval({}) is None
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}) == 15.0
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "soon"}) is None
