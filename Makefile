@@ -3,7 +3,7 @@
 #   make test   install larappp with its test tools and run the whole test suite
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
-DEB_PACKAGES = iproute2 iputils-ping iperf3 dnsutils procps systemd
+DEB_PACKAGES = iproute2 iputils-ping iperf3 dnsutils procps systemd udev
 STAMP = .deps-installed
 
 .PHONY: demo test deps install lint bench fuzz clean vm-image test-vm

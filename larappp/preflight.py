@@ -1,7 +1,8 @@
 """`larappp check`: what can be known before touching the module.
 
 Config rules (already enforced by loading), the host's ephemeral port range against the
-module's embedded port filter (app note §4.3), and which PPP backend this kernel allows.
+module's embedded port filter (app note §4.3), which PPP backend this kernel allows, and
+whether another process (ModemManager above all) holds or probes the module's ports.
 """
 
 from __future__ import annotations
@@ -14,8 +15,14 @@ from dataclasses import dataclass, field
 from larappp.config import Config
 from larappp.errors import ConfigError, NetworkSetupError, PortError
 from larappp.lara_r6 import ports
-from larappp.transport import hostports
+from larappp.transport import devusers, hostports
 from larappp.transport.dns import PINNED_PATH
+
+MODEMMANAGER = "ModemManager"
+MODEMMANAGER_FIX = (
+    "install udev/77-larappp-lara-r6.rules (it tags the module's ports ID_MM_DEVICE_IGNORE=1) "
+    "or stop it: systemctl disable --now ModemManager"
+)
 
 
 @dataclass
@@ -93,6 +100,53 @@ def check_ports(config: Config, *, fix: bool) -> tuple[bool, str]:
     return after.ok, "\n".join(lines)
 
 
+def module_ports(config: Config) -> list[str]:
+    """The device paths larappp opens: modem.port and each session's own port, once each."""
+    ports = [config.modem.port, *(s.port for s in config.sessions if s.port)]
+    return list(dict.fromkeys(p for p in ports if p.startswith("/")))
+
+
+def describe_user(port: str, user: devusers.DeviceUser) -> str:
+    """One line: who holds `port` open and what to do about it."""
+    if user.name == MODEMMANAGER:
+        return f"{port} is held open by ModemManager (pid {user.pid}): {MODEMMANAGER_FIX}"
+    return f"{port} is held open by {user.name} (pid {user.pid}): close it there or stop that process (kill {user.pid})"
+
+
+def _running_larappp(config: Config) -> int | None:
+    from larappp.supervisor import runtime_paths
+
+    try:
+        return int(runtime_paths(config)[1].read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def check_port_users(config: Config) -> tuple[bool, str]:
+    """No process but a running larappp holds the module's ports, and ModemManager does not probe them."""
+    ports = [p for p in module_ports(config) if os.path.exists(p)]
+    own = _running_larappp(config)
+    modemmanager = devusers.processes_named(MODEMMANAGER)
+    problems, notes = [], []
+    for port in ports:
+        users = devusers.processes_using(port)
+        problems += [describe_user(port, u) for u in users if u.pid != own]
+        notes += [f"{port} is in use by larappp (pid {u.pid}), which is up" for u in users if u.pid == own]
+        if modemmanager and not any(u.name == MODEMMANAGER for u in users):
+            props = devusers.udev_properties(port) or {}
+            if "1" not in (props.get("ID_MM_DEVICE_IGNORE"), props.get("ID_MM_PORT_IGNORE")):
+                problems.append(
+                    f"{port} may be probed by ModemManager (pid {modemmanager[0]}), udev does not tag it "
+                    f"ID_MM_DEVICE_IGNORE: {MODEMMANAGER_FIX}"
+                )
+    if problems:
+        return False, "\n".join(problems + notes)
+    if not ports:
+        return True, "no module port to look at"
+    mm = "; ModemManager ignores them" if modemmanager else "; ModemManager is not running"
+    return True, "\n".join(notes or [f"no other process holds {', '.join(ports)}{mm}"])
+
+
 def run_checks(config: Config, *, fix_ports: bool = False) -> CheckReport:
     report = CheckReport()
     report.add("config", True, f"{config.source}: {len(config.sessions)} session(s), rules of app note §2.1/§4.1.3 hold")
@@ -113,6 +167,8 @@ def run_checks(config: Config, *, fix_ports: bool = False) -> CheckReport:
             report.add("modem port", False, f"{port} does not exist: plug the module in or fix modem.port")
         else:
             report.add("modem port", True, port)
+        ok, detail = check_port_users(config)
+        report.add("port users", ok, detail)
     return report
 
 
@@ -120,8 +176,8 @@ def check_startable(config: Config, *, run_ppp: bool = True) -> None:
     """Raise the first thing that would stop `larappp up` which can be known before anything is
     started or written: a port path that does not exist, a backend, TUN or DNS tool missing."""
     if not config.uses_simulator:
-        for port in dict.fromkeys([config.modem.port, *(s.port for s in config.sessions if s.port)]):
-            if port.startswith("/") and not os.path.exists(port):
+        for port in module_ports(config):
+            if not os.path.exists(port):
                 raise PortError(f"{port} does not exist: plug the module in, or fix the port in {config.source}")
     if not run_ppp:
         return
