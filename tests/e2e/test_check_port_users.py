@@ -31,18 +31,26 @@ def _port_users_line(stdout: str) -> str:
     return next(line for line in stdout.splitlines() if "port users" in line)
 
 
-def test_modemmanager_holding_the_port_is_reported_with_the_fix(cli: Cli, tmp_path: Path, module_port: str) -> None:
-    cfg = cli.write_config(f'[modem]\nport = "{module_port}"\n', SESSION)
-    holder = hold_open(tmp_path, "ModemManager", module_port)
+def _check_while_running(cli: Cli, tmp_path: Path, port: str, name: str, holds: bool) -> tuple[int, int, str, Path]:
+    """`larappp check` while a process called `name` runs (holding `port` open when `holds`).
+
+    Returns check's exit status, the process's pid, the port-users line and the config.
+    """
+    cfg = cli.write_config(f'[modem]\nport = "{port}"\n', SESSION)
+    process = hold_open(tmp_path, name, port if holds else None)
     try:
         check = cli.run(cfg, "check")
     finally:
-        holder.kill()
-        holder.wait()
-    assert check.returncode == 1, check.stdout + check.stderr
-    line = _port_users_line(check.stdout)
+        process.kill()
+        process.wait()
+    return check.returncode, process.pid, _port_users_line(check.stdout), cfg
+
+
+def test_modemmanager_holding_the_port_is_reported_with_the_fix(cli: Cli, tmp_path: Path, module_port: str) -> None:
+    status, pid, line, cfg = _check_while_running(cli, tmp_path, module_port, "ModemManager", holds=True)
+    assert status == 1, line
     assert line.startswith("[FAIL]")
-    assert f"{module_port} is held open by ModemManager (pid {holder.pid})" in line
+    assert f"{module_port} is held open by ModemManager (pid {pid})" in line
     assert "ID_MM_DEVICE_IGNORE=1" in line and "systemctl disable --now ModemManager" in line
 
     again = cli.run(cfg, "check")
@@ -50,23 +58,10 @@ def test_modemmanager_holding_the_port_is_reported_with_the_fix(cli: Cli, tmp_pa
 
 
 def test_modemmanager_running_without_the_udev_tag_is_reported(cli: Cli, tmp_path: Path, module_port: str) -> None:
-    cfg = cli.write_config(f'[modem]\nport = "{module_port}"\n', SESSION)
-    modemmanager = hold_open(tmp_path, "ModemManager", None)
-    try:
-        check = cli.run(cfg, "check")
-    finally:
-        modemmanager.kill()
-        modemmanager.wait()
-    line = _port_users_line(check.stdout)
-    assert line.startswith("[FAIL]") and f"may be probed by ModemManager (pid {modemmanager.pid})" in line
+    _, pid, line, _ = _check_while_running(cli, tmp_path, module_port, "ModemManager", holds=False)
+    assert line.startswith("[FAIL]") and f"may be probed by ModemManager (pid {pid})" in line
 
 
 def test_any_other_holder_is_named(cli: Cli, tmp_path: Path, module_port: str) -> None:
-    cfg = cli.write_config(f'[modem]\nport = "{module_port}"\n', SESSION)
-    holder = hold_open(tmp_path, "minicom", module_port)
-    try:
-        check = cli.run(cfg, "check")
-    finally:
-        holder.kill()
-        holder.wait()
-    assert f"held open by minicom (pid {holder.pid}): close it there or stop that process" in _port_users_line(check.stdout)
+    _, pid, line, _ = _check_while_running(cli, tmp_path, module_port, "minicom", holds=True)
+    assert f"held open by minicom (pid {pid}): close it there or stop that process" in line
