@@ -122,6 +122,7 @@ class BringUpStopped(LarapppError):
 
 
 async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None) -> int:
+    from larappp.preflight import host_ports_before_up
     from larappp.supervisor import Supervisor
     from larappp.transport.sdnotify import sd_notify
 
@@ -133,6 +134,8 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
     else:
         progress = _Progress(sys.stderr, quiet=args.quiet)
     trace = (lambda line: _stderr(f"AT {line}")) if args.verbose else None
+    for line in host_ports_before_up(config):
+        progress(line)
     sup = Supervisor(config, progress=progress, trace=trace)
     # SIGTERM (`larappp down`) or SIGINT during the bring-up stops it and undoes what it did.
     loop = asyncio.get_running_loop()
@@ -406,7 +409,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from larappp.preflight import run_checks
 
     config = load_config(_config_path(args.config))
-    report = run_checks(config, fix_ports=args.fix_ports or config.modem.fix_host_ports)
+    fix_ports = args.fix_ports or args.persist or config.modem.fix_host_ports
+    report = run_checks(config, fix_ports=fix_ports, persist_ports=args.persist)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -442,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="preflight: config rules, host port range, PPP backend")
     check.add_argument("--fix-ports", action="store_true", help="reserve the module's port range on the host")
+    check.add_argument("--persist", action="store_true", help="--fix-ports, and keep the reservation across reboots (/etc/sysctl.d)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
 

@@ -11,6 +11,7 @@ import errno
 import os
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from larappp.config import Config
 from larappp.errors import ConfigError, NetworkSetupError, PortError
@@ -72,32 +73,67 @@ def tun_available() -> tuple[bool, str]:
     return True, "/dev/net/tun opens"
 
 
-def check_ports(config: Config, *, fix: bool) -> tuple[bool, str]:
-    """Compare the module's UEMBPF range with this namespace's ephemeral ports and bound sockets."""
-    if not config.modem.embpf:
-        return True, "modem.embpf is not set: the module's embedded applications share the host's ports (app note §4.3.2 advises setting it)"
-    embpf = ports.PortRange.parse(config.modem.embpf)
-    ephemeral = ports.PortRange(*hostports.read_ephemeral_range())
+def _host_port_report(embpf: ports.PortRange) -> tuple[ports.PortCheckReport, str]:
+    """This namespace's ephemeral range, reserved ports and bound sockets against `embpf`."""
     reserved_text = hostports.read_reserved_ports()
     bound = hostports.bound_ports(embpf.first, embpf.last)
-    report = ports.check_host_ports(embpf, ephemeral, ports.parse_reserved_ports(reserved_text), bound)
-    if report.ok:
-        return True, "\n".join(report.describe())
-    if not fix:
-        return False, "\n".join([*report.describe(), "run 'larappp check --fix-ports' to reserve the module's range"])
-    new_value = ports.reserved_ports_with(reserved_text, embpf)
+    ephemeral = ports.PortRange(*hostports.read_ephemeral_range())
+    return ports.check_host_ports(embpf, ephemeral, ports.parse_reserved_ports(reserved_text), bound), reserved_text
+
+
+def _reserve(embpf: ports.PortRange, reserved_text: str) -> str:
     try:
-        hostports.write_reserved_ports(new_value)
+        hostports.write_reserved_ports(ports.reserved_ports_with(reserved_text, embpf))
     except OSError as exc:
         raise NetworkSetupError(
             f"cannot write /proc/sys/net/ipv4/ip_local_reserved_ports ({exc.strerror}): run as root"
         ) from None
-    after = ports.check_host_ports(
-        embpf, ports.PortRange(*hostports.read_ephemeral_range()),
-        ports.parse_reserved_ports(hostports.read_reserved_ports()), bound,
-    )
-    lines = [f"reserved {embpf} in ip_local_reserved_ports (now {hostports.read_reserved_ports()})", *after.describe()]
-    return after.ok, "\n".join(lines)
+    return f"reserved {embpf} in ip_local_reserved_ports (now {hostports.read_reserved_ports()})"
+
+
+def check_ports(
+    config: Config, *, fix: bool, persist: bool = False, sysctl_dir: Path = hostports.SYSCTL_DIR
+) -> tuple[bool, str]:
+    """Compare the module's UEMBPF range with this namespace's ephemeral ports and bound sockets.
+
+    `fix` reserves the range now; `persist` also writes the reservation as a sysctl.d
+    drop-in so that it holds from the next boot on.
+    """
+    if not config.modem.embpf:
+        return True, "modem.embpf is not set: the module's embedded applications share the host's ports (app note §4.3.2 advises setting it)"
+    embpf = ports.PortRange.parse(config.modem.embpf)
+    report, reserved_text = _host_port_report(embpf)
+    lines = []
+    if not report.ok and fix:
+        lines.append(_reserve(embpf, reserved_text))
+        report, reserved_text = _host_port_report(embpf)
+    if persist:
+        dropin = hostports.write_reserved_ports_dropin(ports.reserved_ports_with(reserved_text, embpf), sysctl_dir)
+        lines.append(f"wrote {dropin}: the reservation holds after a reboot")
+    lines += report.describe()
+    if not report.ok and not fix:
+        lines.append("run 'larappp check --fix-ports' to reserve the module's range")
+    return report.ok, "\n".join(lines)
+
+
+def host_ports_before_up(config: Config) -> list[str]:
+    """What `up` does about the host's ports before dialling (app note §4.3), as lines to show.
+
+    With modem.fix_host_ports the module's range is reserved on the host; without, a
+    collision is only reported, with what to change.
+    """
+    if not config.modem.embpf:
+        return []
+    report, _ = _host_port_report(ports.PortRange.parse(config.modem.embpf))
+    if report.ok:
+        return []
+    if not config.modem.fix_host_ports:
+        return [
+            f"host ports: {report.describe()[0]}; set modem.fix_host_ports = true or run 'larappp check --fix-ports'"
+        ]
+    ok, detail = check_ports(config, fix=True)
+    first, *rest = detail.splitlines()
+    return [f"host ports: {first}"] + ([] if ok else [f"host ports: {line}" for line in rest])
 
 
 def module_ports(config: Config) -> list[str]:
@@ -147,10 +183,10 @@ def check_port_users(config: Config) -> tuple[bool, str]:
     return True, "\n".join(notes or [f"no other process holds {', '.join(ports)}{mm}"])
 
 
-def run_checks(config: Config, *, fix_ports: bool = False) -> CheckReport:
+def run_checks(config: Config, *, fix_ports: bool = False, persist_ports: bool = False) -> CheckReport:
     report = CheckReport()
     report.add("config", True, f"{config.source}: {len(config.sessions)} session(s), rules of app note §2.1/§4.1.3 hold")
-    ok, detail = check_ports(config, fix=fix_ports)
+    ok, detail = check_ports(config, fix=fix_ports, persist=persist_ports)
     report.add("host ports vs UEMBPF", ok, detail)
     backend, why = ppp_backend_choice()
     wanted = {s.backend for s in config.sessions}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from pathlib import Path
 
 import psutil
 
@@ -21,6 +22,9 @@ from larappp.lara_r6.ports import BoundSocket
 
 PORT_RANGE_PATH = "/proc/sys/net/ipv4/ip_local_port_range"
 RESERVED_PORTS_PATH = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+SYSCTL_DIR = Path("/etc/sysctl.d")
+#: systemd-sysctl reads /etc/sysctl.d/*.conf in name order at boot; a later file wins per key.
+DROPIN_NAME = "60-larappp-ports.conf"
 
 
 def read_ephemeral_range() -> tuple[int, int]:
@@ -50,6 +54,29 @@ def write_reserved_ports(value: str) -> None:
         raise NetworkSetupError(
             f"cannot write {RESERVED_PORTS_PATH} ({exc.strerror}): run larappp as root"
         ) from exc
+
+
+def reserved_ports_dropin_text(value: str) -> str:
+    """A sysctl.d file that sets ip_local_reserved_ports to `value` at boot (sysctl.d(5))."""
+    return (
+        "# Written by `larappp check --fix-ports --persist`: the ports the LARA-R6 keeps for its\n"
+        "# embedded applications (AT+UEMBPF, app note §4.3) are never ephemeral ports here.\n"
+        "# A file sorting later that sets the same key replaces this value.\n"
+        f"net.ipv4.ip_local_reserved_ports = {value.strip()}\n"
+    )
+
+
+def write_reserved_ports_dropin(value: str, directory: Path = SYSCTL_DIR) -> Path:
+    """Write the reservation to <directory>/60-larappp-ports.conf (atomically) and return its path."""
+    path = directory / DROPIN_NAME
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(reserved_ports_dropin_text(value), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise NetworkSetupError(f"cannot write {path} ({exc.strerror}): run larappp as root") from exc
+    return path
 
 
 def bound_ports(first: int, last: int) -> list[BoundSocket]:
