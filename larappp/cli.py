@@ -124,7 +124,7 @@ class BringUpStopped(LarapppError):
 async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None) -> int:
     from larappp.preflight import host_ports_before_up
     from larappp.supervisor import Supervisor
-    from larappp.transport.sdnotify import sd_notify
+    from larappp.transport.sdnotify import forwarding_status, sd_notify
 
     progress: Callable[[str], None]
     if ready_fd is not None:
@@ -133,6 +133,7 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
             _send_to_parent(ready_fd, "PROGRESS " + message.replace("\n", " "))
     else:
         progress = _Progress(sys.stderr, quiet=args.quiet)
+    progress = forwarding_status(progress)
     trace = (lambda line: _stderr(f"AT {line}")) if args.verbose else None
     for line in host_ports_before_up(config):
         progress(line)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = [
     "extend_timeout",
+    "forwarding_status",
     "ready",
     "sd_notify",
     "status",
@@ -56,6 +57,18 @@ def ready(status_text: str = "") -> bool:
 def status(text: str) -> bool:
     """The one line `systemctl status` shows as the service's status."""
     return sd_notify(f"STATUS={_one_line(text)}")
+
+
+def forwarding_status(progress: Callable[[str], None]) -> Callable[[str], None]:
+    """`progress`, each message also sent as STATUS= when running under systemd."""
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return progress
+
+    def both(message: str) -> None:
+        progress(message)
+        status(message)
+
+    return both
 
 
 def stopping(status_text: str = "") -> bool:

@@ -109,8 +109,12 @@ def test_up_in_the_foreground_notifies_and_uses_the_service_directories(
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         try:
-            ready = manager.recv(4096).decode()
-            assert "READY=1" in ready.splitlines(), ready
+            statuses = []
+            while "READY=1" not in (message := manager.recv(4096).decode()).splitlines():
+                statuses.append(message)
+            ready = message
+            # Bring-up is readable in `systemctl status` while it happens.
+            assert any(m.startswith("STATUS=") and "registered" in m for m in statuses), statuses
             assert "cid 1 connected" in ready
             assert (runtime / "larappp.pid").read_text().strip() == str(proc.pid)
             assert (runtime / "state.json").exists()
