@@ -114,7 +114,9 @@ def test_up_in_the_foreground_notifies_and_uses_the_service_directories(
                 statuses.append(message)
             ready = message
             # Bring-up is readable in `systemctl status` while it happens.
-            assert any(m.startswith("STATUS=") and "registered" in m for m in statuses), statuses
+            assert any(m.startswith("STATUS=waiting for registration") for m in statuses), statuses
+            assert any(m.startswith("STATUS=registered") for m in statuses), statuses
+            assert any(m.startswith("STATUS=dialing cid 1") for m in statuses), statuses
             assert "cid 1 connected" in ready
             assert (runtime / "larappp.pid").read_text().strip() == str(proc.pid)
             assert (runtime / "state.json").exists()
