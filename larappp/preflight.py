@@ -150,12 +150,14 @@ def describe_user(port: str, user: devusers.DeviceUser) -> str:
 
 
 def _running_larappp(config: Config) -> int | None:
-    from larappp.supervisor import runtime_paths
+    """The pid of the larappp that is up with this config (it holds the ports by right)."""
+    from larappp import runtime
 
-    try:
-        return int(runtime_paths(config)[1].read_text().strip())
-    except (OSError, ValueError):
+    daemon = runtime.Daemon.find(runtime.RuntimePaths.of(config))
+    if daemon is None:
         return None
+    daemon.close()
+    return daemon.pid
 
 
 def check_port_users(config: Config) -> tuple[bool, str]:
