@@ -34,7 +34,7 @@ def test_up_reserves_the_module_range_when_fix_host_ports_is_set(cli: Cli, sim_f
     cfg = cli.write_config(
         f'[modem]\nport = "{sim.ptys[0]}"\nembpf = "6000-6200"\nfix_host_ports = true\nregistration_timeout = 20\n', SESSION
     )
-    up = cli.run(cfg, "up", netns=netns)
+    up = cli.run(cfg, "up", netns=netns, ppp=False)
     assert up.returncode == 0, up.stderr + up.stdout
     assert "host ports: reserved 6000-6200 in ip_local_reserved_ports" in up.stderr
     assert _reserved(netns) == "6000-6200"
@@ -45,7 +45,7 @@ def test_up_without_fix_host_ports_says_what_to_change_and_reserves_nothing(cli:
     _overlap(netns)
     sim = sim_factory(ports=1)
     cfg = cli.write_config(f'[modem]\nport = "{sim.ptys[0]}"\nembpf = "6000-6200"\nregistration_timeout = 20\n', SESSION)
-    up = cli.run(cfg, "up", netns=netns)
+    up = cli.run(cfg, "up", netns=netns, ppp=False)
     assert up.returncode == 0, up.stderr + up.stdout
     assert "set modem.fix_host_ports = true or run 'larappp check --fix-ports'" in up.stderr
     assert _reserved(netns) == ""
