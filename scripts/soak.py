@@ -43,7 +43,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="larappp-soak-") as tmp:
         workdir = Path(tmp)
-        before = HostSnapshot.take(tmp)
+        before = HostSnapshot.take(workdir)
         print(HEADER, flush=True)
         start = time.monotonic()
         cycles: list[Cycle] = []
@@ -59,7 +59,7 @@ def main() -> int:
         except KeyboardInterrupt:
             print("interrupted: figures of the cycles done so far", file=sys.stderr)
         elapsed = time.monotonic() - start
-        after = HostSnapshot.take(tmp)
+        after = HostSnapshot.take(workdir)
         left = leftovers(before, after, workdir)
     failed = len(cycles) < args.cycles
     print(

@@ -11,12 +11,12 @@ start (state, runtime files) grows. `leftovers()` names what the run left on the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import statistics
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,13 +66,20 @@ class HostSnapshot:
     processes: frozenset[int]
 
     @staticmethod
-    def take(marker: str) -> HostSnapshot:
-        """Namespaces and TUN links named like the soak's, processes naming `marker`."""
+    def take(workdir: Path) -> HostSnapshot:
+        """The namespaces of a run in `workdir`, TUN links named like larappp's, processes
+        whose command line names `workdir`."""
+        tag = run_tag(workdir)
         return HostSnapshot(
-            frozenset(name for name in _namespaces() if name.startswith(NAMESPACE_PREFIX)),
+            frozenset(name for name in _namespaces() if name.endswith(tag)),
             frozenset(name for name in _tun_links() if name.startswith(IFNAME_PREFIX)),
-            frozenset(_processes_mentioning(marker)),
+            frozenset(_processes_mentioning(str(workdir))),
         )
+
+
+def run_tag(workdir: Path) -> str:
+    """The suffix of the namespaces of a run in `workdir` (runs at the same time differ)."""
+    return hashlib.sha256(str(workdir).encode()).hexdigest()[:8]
 
 
 def _namespaces() -> list[str]:
@@ -116,7 +123,7 @@ def _dte_links(dte: str) -> list[str]:
 def simulator_and_dte(workdir: Path, *sim_args: str) -> Iterator[tuple[str, SimProcess]]:
     """A DTE namespace and a one-port simulator whose network has a namespace of its own;
     both gone on exit, after `down` for whatever the test brought up."""
-    tag = uuid.uuid4().hex[:6]
+    tag = run_tag(workdir)
     dte, inet = f"{NAMESPACE_PREFIX}dte-{tag}", f"{NAMESPACE_PREFIX}inet-{tag}"
     create_netns(dte)
     sim = None

@@ -17,9 +17,9 @@ CYCLES = 10
 
 
 def test_ten_up_down_cycles_stay_flat_and_leave_nothing(tmp_path: Path) -> None:
-    before = HostSnapshot.take(str(tmp_path))
+    before = HostSnapshot.take(tmp_path)
     cycles = run_soak(CYCLES, tmp_path)
-    after = HostSnapshot.take(str(tmp_path))
+    after = HostSnapshot.take(tmp_path)
 
     assert [cycle.index for cycle in cycles] == list(range(CYCLES))
     report = "\n".join(cycle.row() for cycle in cycles)
