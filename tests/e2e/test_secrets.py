@@ -1,8 +1,9 @@
 """Secrets: with a PAP or CHAP session up, the configured user and password appear in no
 process's command line or environment and in no file or output larappp writes.
 
-The built-in engine runs here against the simulator, which checks the credentials (it
-stores what AT+UAUTHREQ sent and authenticates the host with it). The pppd backend needs
+The built-in engine runs here against the simulator, which checks the credentials (its
+NVM holds them, as AT+UAUTHREQ would have stored them, and it authenticates the host
+with them). The pppd backend needs
 a kernel with PPP: tests/kernel/test_ppp_pppd.py runs its engine with a stand-in pppd
 (every process checked the same way) and tests/vm/test_vm_pppd_backend.py the real pppd.
 """
@@ -23,34 +24,9 @@ from larappp.sim.scenario import Scenario
 from larappp.sim.state import AuthSetting, Nvm
 from tests.e2e.conftest import Cli
 from tests.e2e.soak import simulator_and_dte, write_config
+from tests.secretscan import files_showing, processes_showing
 
 pytestmark = pytest.mark.root
-
-
-def processes_showing(secrets: list[str]) -> list[str]:
-    """Every process whose cmdline or environ holds one of `secrets`, as "pid file"."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        for name in ("cmdline", "environ"):
-            try:
-                data = (proc / name).read_bytes()
-            except OSError:  # gone meanwhile, or a kernel thread
-                continue
-            if any(secret.encode() in data for secret in secrets):
-                found.append(f"{proc.name} {name}")
-    return found
-
-
-def files_showing(secrets: list[str], folders: list[Path], skip: set[Path]) -> list[str]:
-    found = []
-    for folder in folders:
-        for path in sorted(folder.rglob("*")) if folder.exists() else []:
-            if path.is_file() and path not in skip:
-                text = path.read_bytes()
-                found += [f"{path}: {secret!r}" for secret in secrets if secret.encode() in text]
-    return found
 
 
 @pytest.mark.parametrize("auth", ["pap", "chap"])

@@ -33,6 +33,7 @@ from larappp.errors import PortClosed, PPPError
 from larappp.transport import mountns
 from larappp.transport.memory import pipe_pair
 from larappp.transport.ptypair import PtyPair
+from tests.secretscan import files_showing, processes_showing
 
 T = TypeVar("T")
 PASSWORD = 'pa ss"w\\ord#1'
@@ -389,6 +390,34 @@ def test_engine_hands_pppd_a_pty_and_private_files(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "user *** password ***" in logged
     assert PASSWORD not in logged and USER not in logged
+
+
+@root_only
+def test_no_process_file_or_log_shows_the_secrets_while_pppd_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="larappp.engine.ppp_pppd")
+    secrets = [USER, PASSWORD, pppd_word(PASSWORD)]
+
+    async def body(h: Harness) -> None:
+        await h.engine.start()
+        assert await h.module_reads(b"~HELLO~") == b"~HELLO~"
+        await h.module_pipe.write(b"WORLD")
+        await h.wait_record("got")
+        # pppd logged its line with both secrets: the engine has passed it on, masked
+        deadline = time.monotonic() + 10
+        while "user *** password ***" not in caplog.text and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert "user *** password ***" in caplog.text
+        # every process on the host (pppd, the wrapper, larappp's helpers), every file of
+        # the runtime folder but the 0600 options file pppd reads them from
+        assert processes_showing(secrets) == []
+        options_file = h.runtime / "pppd" / "lppd0" / "larappp.options"
+        assert files_showing(secrets, [h.runtime], skip={options_file}) == []
+
+    isolate = run(mountns.available()) is None
+    engine_test(body, tmp_path, "wait", isolate=isolate)
+    assert not any(secret in caplog.text for secret in secrets)
 
 
 @root_only
