@@ -85,6 +85,10 @@ echo "plugin /nonexistent/larappp-must-not-load.so" >>/etc/ppp/options
 printf '#!/bin/sh\ntouch /share/host-ip-pre-up-ran\n' >/etc/ppp/ip-pre-up
 chmod 755 /etc/ppp/ip-pre-up
 rm -f /etc/ppp/resolv.conf
+# The secrets to look for, in a file: a grep with them in its argv would find itself.
+cat >/etc/larappp/secrets.txt <<'LARAPPP_SECRETS'
+{secrets}
+LARAPPP_SECRETS
 
 # One round: up, look around, traffic, down, look again; files in /share/<round>/.
 round() {{
@@ -109,6 +113,9 @@ round() {{
         tr '\0' '\n' </proc/$pid/environ >>$out/pppd-env.txt
     done
     note pppd_count "$(pgrep -x pppd | wc -l)"
+    # while up: no process shows the user or password in its command line or environment
+    grep -lF -f /etc/larappp/secrets.txt /proc/[0-9]*/cmdline /proc/[0-9]*/environ >$out/secret-procs.txt 2>/dev/null
+    note secret_procs "$(wc -l <$out/secret-procs.txt)"
     ping_check() {{ if ping -c 2 -i 0.3 -W 3 "$@" >/dev/null 2>&1; then echo ok; else echo FAIL; fi; }}
     note ping_module_v4 "$(ping_check -I lara1 {module_v4})"
     note ping_server_v4 "$(ping_check -I lara1 {server_v4})"
@@ -188,10 +195,13 @@ def check_round(r: Round, backend: str) -> None:
                 "ping_server_v6", "ping_server_v6_lara2"):
         assert got[key] == "ok", (key, r.context())
     assert got["dns_answer"] == str(PLAN.server_v4)
-    # The user name counts as a secret too (Config.secrets()); the built-in engine still
-    # prints it in its AuthSucceeded progress line, so it is checked for pppd only.
-    for secret in (PASSWORD, "p#ss", *([USER] if backend == "pppd" else [])):
-        for where in ("up.txt", "state.json", "larappp.log", "pppd-argv.txt", "pppd-env.txt"):
+    # The user name counts as a secret too (Config.secrets()): neither shows anywhere, in
+    # no process while the sessions are up, in no output, state or log (the -v AT trace
+    # and pppd's debug log included)
+    assert got["secret_procs"] == "0", r.file("secret-procs.txt")
+    for secret in (PASSWORD, "p#ss", USER):
+        for where in ("up.txt", "down.txt", "state.json", "state-after.json", "larappp.log", "pppd-argv.txt",
+                      "pppd-env.txt"):
             assert secret not in r.file(where), f"a secret in {r.name}/{where}"
     # down (lara1 by "+++" and ATH, lara2 by LCP Terminate): nothing left behind
     assert got["down"] == "0", r.context()
@@ -216,7 +226,7 @@ def test_larappp_with_pppd_and_builtin_in_the_vm(
     compileall.compile_dir(str(guest_src / "larappp"), quiet=1)  # the guest imports, TCG need not compile
     script = GUEST.format(
         repo=shlex.quote(str(guest_src)), python=shlex.quote(sys.executable), config=CONFIG,
-        config_builtin=CONFIG_BUILTIN, module_v4=PLAN.ipv4_peer(1), server_v4=PLAN.server_v4,
+        config_builtin=CONFIG_BUILTIN, secrets=f"{USER}\n{PASSWORD}", module_v4=PLAN.ipv4_peer(1), server_v4=PLAN.server_v4,
         module_v6=PLAN.module_ipv6(1), server_v6=PLAN.server_v6, dns_v4=PLAN.dns_v4[0],
     )
 
