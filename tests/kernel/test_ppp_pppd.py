@@ -396,7 +396,7 @@ def test_engine_hands_pppd_a_pty_and_private_files(
 def test_no_process_file_or_log_shows_the_secrets_while_pppd_runs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="larappp.engine.ppp_pppd")
+    caplog.set_level(logging.DEBUG, logger="larappp.engine.pppd")
     secrets = [USER, PASSWORD, pppd_word(PASSWORD)]
 
     async def body(h: Harness) -> None:
