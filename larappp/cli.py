@@ -124,7 +124,7 @@ class BringUpStopped(LarapppError):
 async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None) -> int:
     from larappp.preflight import host_ports_before_up
     from larappp.supervisor import Supervisor
-    from larappp.transport.sdnotify import forwarding_status, sd_notify
+    from larappp.transport.sdnotify import forwarding_status, keep_informed, sd_notify
 
     progress: Callable[[str], None]
     if ready_fd is not None:
@@ -176,8 +176,15 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
         _send_to_parent(ready_fd, "READY " + summary)
     else:
         _print_status(sup.snapshot(), as_json=False, stream=sys.stderr)
-    sd_notify("READY=1\nSTATUS=" + ", ".join(f"cid {s.config.cid} {s.state.state}" for s in sup.sessions))
+    def sessions_line() -> str:
+        return ", ".join(f"cid {s.config.cid} {s.state.state}" + (f" ({s.state.error})" if s.state.error else "") for s in sup.sessions)
+
+    sd_notify("READY=1\nSTATUS=" + sessions_line())
+    informer = asyncio.create_task(
+        keep_informed(lambda: status_exit_code(sup.snapshot(), True) == STATUS_UP, sessions_line)
+    )
     await sup.run_until_stopped()
+    informer.cancel()
     sd_notify("STOPPING=1")
     await sup.stop()
     return EXIT_OK if not sup.error else 1

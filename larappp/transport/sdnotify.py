@@ -8,6 +8,7 @@ line is one line of text a person reads in `systemctl status`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 __all__ = [
     "extend_timeout",
     "forwarding_status",
+    "keep_informed",
     "ready",
     "sd_notify",
     "status",
@@ -101,3 +103,32 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
     if usec <= 0 or (pid and pid != str(os.getpid())):
         return None
     return usec / 2_000_000
+
+
+async def keep_informed(
+    healthy: Callable[[], bool],
+    describe: Callable[[], str],
+    *,
+    period: float = 2.0,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Run until cancelled: WATCHDOG=1 while `healthy()`, STATUS=`describe()` when it changes.
+
+    Started once the service is READY (systemd.service(5): the watchdog is activated when
+    start-up is complete). A service that stops being healthy stops pinging, so systemd
+    restarts it once WatchdogSec= has passed. Does nothing outside systemd.
+    """
+    env = os.environ if environ is None else environ
+    if not env.get("NOTIFY_SOCKET"):
+        return
+    interval = watchdog_interval(env)
+    sleep = min(period, interval) if interval else period
+    shown = describe()
+    while True:
+        if interval and healthy():
+            sd_notify("WATCHDOG=1", environ=env)
+        now = describe()
+        if now != shown:
+            sd_notify(f"STATUS={_one_line(now)}", environ=env)
+            shown = now
+        await asyncio.sleep(sleep)

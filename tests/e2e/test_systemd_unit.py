@@ -102,7 +102,7 @@ def test_up_in_the_foreground_notifies_and_uses_the_service_directories(
         manager.settimeout(60)
         env = dict(
             os.environ, PYTHONPATH=str(ROOT), LARAPPP_NO_PPP="1", NOTIFY_SOCKET=str(notify_path),
-            RUNTIME_DIRECTORY=str(runtime), STATE_DIRECTORY=str(state),
+            RUNTIME_DIRECTORY=str(runtime), STATE_DIRECTORY=str(state), WATCHDOG_USEC="1000000",
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "larappp.cli", "--config", str(cfg), "up", "--foreground"],
@@ -121,11 +121,14 @@ def test_up_in_the_foreground_notifies_and_uses_the_service_directories(
             assert (runtime / "larappp.pid").read_text().strip() == str(proc.pid)
             assert (runtime / "state.json").exists()
             assert not (tmp_path / "run" / "state.json").exists()  # the config's runtime_dir lost
+            assert manager.recv(4096).decode() == "WATCHDOG=1"  # every 0.5 s, the session being up
             # READY goes out just before the supervisor installs its SIGTERM handler: wait for it
             # (a SIGTERM in between would end the process without teardown).
             _wait_catching(proc.pid, signal.SIGTERM)
             proc.send_signal(signal.SIGTERM)
-            assert "STOPPING=1" in manager.recv(4096).decode().splitlines()
+            while (message := manager.recv(4096).decode()) == "WATCHDOG=1":
+                pass  # pings sent before the signal arrived
+            assert "STOPPING=1" in message.splitlines(), message
             assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
         finally:
             if proc.poll() is None:

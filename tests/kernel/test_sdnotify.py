@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -68,3 +69,37 @@ def test_watchdog_interval_is_half_the_timeout_and_only_for_the_named_pid() -> N
     assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}) == 15.0
     assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
     assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "soon"}) is None
+
+
+def test_keep_informed_pings_only_while_healthy_and_shows_each_new_status(tmp_path: Path) -> None:
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(str(path))
+        manager.setblocking(False)
+        env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "100000"}  # a ping every 50 ms
+        state = {"healthy": True, "line": "cid 1 up"}
+
+        async def scenario() -> list[str]:
+            task = asyncio.create_task(
+                sdnotify.keep_informed(lambda: state["healthy"], lambda: state["line"], environ=env)
+            )
+            await asyncio.sleep(0.3)
+            state.update(healthy=False, line="cid 1 failed (PPP ended)")
+            await asyncio.sleep(0.3)
+            task.cancel()
+            messages = []
+            while True:
+                try:
+                    messages.append(manager.recv(4096).decode())
+                except BlockingIOError:
+                    return messages
+
+        messages = asyncio.run(scenario())
+    status_at = messages.index("STATUS=cid 1 failed (PPP ended)")
+    assert messages[:status_at].count("WATCHDOG=1") >= 3
+    assert "WATCHDOG=1" not in messages[status_at:]
+    assert "STATUS=cid 1 up" not in messages  # unchanged from READY's status: not repeated
+
+
+def test_keep_informed_returns_at_once_outside_systemd() -> None:
+    asyncio.run(asyncio.wait_for(sdnotify.keep_informed(lambda: True, lambda: "", environ={}), timeout=1))
