@@ -8,6 +8,7 @@ most three PPP instances...) are checked by `larappp.vendor.rules.check_pdp_plan
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -166,7 +167,8 @@ def parse_config(text: str, *, source: str = "<config>") -> Config:
     """Parse TOML text into a Config, naming `source` in every error."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        # ValueError: an integer past Python's int() digit limit (4300 digits)
         raise ConfigError(f"{source} is not valid TOML ({exc}): fix the syntax there") from None
     reader = _Reader(source)
     unknown = set(data) - {"modem", "session", "sim"}
@@ -257,6 +259,8 @@ class _Reader:
             raise ConfigError(f"{self.source}: {where}.{key} must be a number, not {value!r}")
         if not isinstance(value, kind):
             raise ConfigError(f"{self.source}: {where}.{key} must be {_KIND_NAMES.get(kind, 'of another type')}, not {value!r}")
+        if kind == (int, float) and isinstance(value, int) and abs(value) > sys.float_info.max:
+            raise ConfigError(f"{self.source}: {where}.{key} is far out of range: give a number such as 10")
         return value
 
     def _choice(self, where: str, table: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
@@ -271,7 +275,7 @@ class _Reader:
             raise ConfigError(f"{self.source}: unknown key {where}.{extra[0]}; known keys: {', '.join(sorted(allowed))}")
 
     def _positive(self, where: str, key: str, value: float) -> float:
-        if value <= 0:
+        if not value > 0:  # nan too
             raise ConfigError(f"{self.source}: {where}.{key} must be greater than 0")
         return value
 

@@ -455,6 +455,8 @@ _CONFIG_NUMBERS = (
     "99999999999999999999",
     "-9223372036854775808",
     "1e-400",
+    "-" + "9" * 400,  # an integer no float holds
+    "1" + "0" * 4400,  # past Python's 4300-digit limit for int()
 )
 
 

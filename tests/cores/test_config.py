@@ -100,3 +100,18 @@ def test_embpf_range_is_validated() -> None:
 def test_missing_file_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+# Found by fuzzing (scripts/fuzz.py config): each was an uncaught exception, not one line.
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[modem]\nbaud = 1" + "0" * 4400, "is not valid TOML"),  # ValueError: int() digit limit
+        ("[modem]\ncommand_timeout = -" + "9" * 400, "modem.command_timeout is far out of range"),
+        ("[sim]\nregistration_delay = 1" + "0" * 400, "sim.registration_delay is far out of range"),
+        ("[modem]\nreboot_timeout = nan", "modem.reboot_timeout must be greater than 0"),
+    ],
+)
+def test_numbers_no_float_holds_are_one_line_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text + '\n[[session]]\ncid = 1\napn = "internet"\n')
