@@ -187,7 +187,7 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
     informer.cancel()
     sd_notify("STOPPING=1")
     await sup.stop()
-    return EXIT_OK if not sup.error else 1
+    return sup.exit_code or (EXIT_OK if not sup.error else 1)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

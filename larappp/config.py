@@ -28,6 +28,8 @@ DNS_MODES = ("auto", "file", "resolvconf", "resolved", "none")
 XLAT_MODES = ("auto", "off")
 
 DEFAULT_CONFIG_PATH = Path("/etc/larappp/larappp.toml")
+#: the longest wait before a redial, however often it failed (the hold-off doubles up to this)
+HOLDOFF_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,11 @@ class SessionConfig:
     default_route: bool = True
     metric: int | None = None
     dns: str = "auto"
+    #: pppd's names and meaning: redial a lost link, wait `holdoff` s first (doubling with each
+    #: failed attempt, up to HOLDOFF_MAX_S), give up after `maxfail` failed attempts in a row (0: never)
+    persist: bool = True
+    holdoff: float = 1.0
+    maxfail: int = 10
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -92,6 +99,10 @@ class SessionConfig:
     @property
     def name(self) -> str:
         return self.ifname or f"lara{self.cid}"
+
+    def holdoff_after(self, failures: int) -> float:
+        """The wait before a redial: `holdoff`, doubled for each failed redial in a row, capped."""
+        return float(min(self.holdoff * 2 ** min(failures, 16), max(self.holdoff, HOLDOFF_MAX_S)))
 
 
 @dataclass(frozen=True)
@@ -367,7 +378,25 @@ class _Reader:
             default_route=self._get(w, t, "default_route", bool, True),
             metric=metric,
             dns=self._choice(w, t, "dns", DNS_MODES, "auto"),
+            **self._redial_policy(w, t),
         )
+
+    def _redial_policy(self, w: str, t: dict[str, Any]) -> dict[str, Any]:
+        """persist, holdoff and maxfail, as pppd(8) means them."""
+        d = SessionConfig(cid=1, apn="")
+        holdoff = float(self._get(w, t, "holdoff", (int, float), d.holdoff))
+        if not 0 <= holdoff <= HOLDOFF_MAX_S:
+            raise ConfigError(
+                f"{self.source}: {w}.holdoff = {holdoff:g} is out of range 0..{HOLDOFF_MAX_S:g}: "
+                "the seconds to wait before redialling a lost link"
+            )
+        maxfail = self._get(w, t, "maxfail", int, d.maxfail)
+        if maxfail < 0:
+            raise ConfigError(
+                f"{self.source}: {w}.maxfail = {maxfail} must be 0 (redial for ever) or the number of "
+                "failed redials in a row after which larappp gives up"
+            )
+        return {"persist": self._get(w, t, "persist", bool, d.persist), "holdoff": holdoff, "maxfail": maxfail}
 
     def sim(self, t: dict[str, Any]) -> SimConfig:
         w = "sim"

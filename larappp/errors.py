@@ -58,3 +58,9 @@ class NetworkSetupError(LarapppError):
     """The host's interfaces, addresses, routes or DNS could not be configured."""
 
     exit_code = 7
+
+
+class GaveUp(LarapppError):
+    """A lost session was not brought back: `maxfail` redials failed in a row, or `persist` is off."""
+
+    exit_code = 8

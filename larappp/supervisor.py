@@ -17,14 +17,16 @@ from typing import Any
 from larappp import runtime
 from larappp.config import FAMILIES_OF_PDP_TYPE, Config, SessionConfig
 from larappp.engine.options import EngineOptions
-from larappp.errors import LarapppError
+from larappp.errors import GaveUp, LarapppError
 from larappp.lara_r6 import parsers
 from larappp.modem import Modem
 from larappp.session import Session, engine_options
-from larappp.transport import open_pipe
+from larappp.transport import open_pipe, wait_for_port
 from larappp.transport.pipe import Pipe, PipeFactory
 
 log = logging.getLogger(__name__)
+
+EXIT_BUG = 70  # EX_SOFTWARE, as the CLI reports a bug
 
 
 class Supervisor:
@@ -48,6 +50,12 @@ class Supervisor:
         self.error = ""
         self._stop = asyncio.Event()
         self._ports: list[str] = []
+        #: the process's exit status once `run_until_stopped` returns (GaveUp's when a session gave up)
+        self.exit_code = 0
+        self._keepers: list[asyncio.Task[None]] = []
+        self._bring_up_lock = asyncio.Lock()
+        #: when the module was last brought up (monotonic)
+        self._brought_up_at = 0.0
         #: PPP runs after CONNECT (the built-in engine); off only for AT-level tests.
         self.run_ppp = os.environ.get("LARAPPP_NO_PPP") != "1"
 
@@ -118,6 +126,7 @@ class Supervisor:
         self.write_state()
         await self.modem.connect()
         await self.modem.bring_up(self.config.sessions)
+        self._brought_up_at = time.monotonic()
         # The control port is also a session's port when they coincide: hand it over.
         await self.modem.close()
         for index, scfg in enumerate(self.config.sessions):
@@ -125,7 +134,8 @@ class Supervisor:
             session = Session(
                 scfg, port, self._pipe_factory(port), trace=self.trace,
                 secrets=self.config.secrets(), command_timeout=self.config.modem.command_timeout,
-                ppp=self._engine_options(scfg),
+                port_timeout=self.config.modem.reboot_timeout,
+                ppp=self._engine_options(scfg) if self.run_ppp else None, on_change=self.write_state,
             )
             self.sessions.append(session)
             self.progress(f"dialing cid {scfg.cid} ({scfg.apn}) on {port}")
@@ -162,6 +172,48 @@ class Supervisor:
             dns_dir=str(runtime.RuntimePaths.of(self.config).dns_dir),
         )
 
+    async def _bring_up_again(self, caller: Session) -> None:
+        """Bring the module up again for a session that lost its port or failed to redial
+        (idempotent: bring-up reboots only for a setting that changed). Once for all the
+        sessions that lost their link at the same time; skipped while another session's call
+        holds the control port (the module answers there, so it is up)."""
+        assert self.modem is not None
+        async with self._bring_up_lock:
+            if self._brought_up_at > caller.lost_at:
+                return
+            control = self.control_port()
+            if any(s is not caller and s.state.port == control and s.pipe is not None for s in self.sessions):
+                log.info("bring-up skipped: a session's call holds the control port %s", control)
+                return
+            self.progress(f"bringing the module up again for cid {caller.config.cid}")
+            await self.modem.close()
+            await wait_for_port(control, self.config.modem.reboot_timeout)
+            try:
+                await self.modem.connect()
+                await self.modem.bring_up(self.config.sessions)
+            finally:
+                await self.modem.close()
+            self._brought_up_at = time.monotonic()
+            self.write_state()
+
+    def _recovery_note(self, message: str) -> None:
+        log.warning("%s", message)  # the daemon's log keeps every loss and redial
+        self.progress(message)
+
+    async def _keep_up(self, session: Session) -> None:
+        try:
+            await session.keep_up(self._bring_up_again, notes=self._recovery_note)
+        except GaveUp as exc:
+            log.error("%s", exc)
+            if not self.error:
+                self.error, self.exit_code = str(exc), exc.exit_code
+            self.request_stop()
+        except Exception as exc:  # a bug: stop everything rather than leave a session unwatched
+            log.exception("keeping cid %d up failed", session.config.cid)
+            if not self.error:
+                self.error, self.exit_code = f"internal error: {type(exc).__name__}: {exc}", EXIT_BUG
+            self.request_stop()
+
     def refresh(self) -> None:
         for session in self.sessions:
             session.refresh()
@@ -171,6 +223,12 @@ class Supervisor:
         """Tear every session down by its method, then release the module and the simulator."""
         self.state = "stopping"
         self.write_state()
+        for keeper in self._keepers:
+            keeper.cancel()
+        for keeper in self._keepers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        self._keepers.clear()
         errors: list[str] = []
         for session in reversed(self.sessions):
             try:
@@ -185,18 +243,24 @@ class Supervisor:
         if self.sim_network is not None:
             await self.sim_network.stop()
             self.sim_network = None
-        self.state = "down"
+        self.state = "down" if not self.exit_code else "given-up"
         if errors:
-            self.error = "; ".join(errors)
+            self.error = "; ".join(([self.error] if self.error else []) + errors)
         self.write_state()
 
     def request_stop(self) -> None:
         self._stop.set()
 
     async def run_until_stopped(self) -> None:
+        """Keep every session up until `larappp down` (or a signal), or until one gives up
+        (then `exit_code` is GaveUp's)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        self._keepers = [
+            asyncio.create_task(self._keep_up(session), name=f"keep cid {session.config.cid} up")
+            for session in self.sessions
+        ]
         while not self._stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=2.0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from larappp.config import default_config, load_config, parse_config
+from larappp.config import HOLDOFF_MAX_S, SessionConfig, default_config, load_config, parse_config
 from larappp.errors import ConfigError
 
 GOOD = """
@@ -40,6 +42,20 @@ def test_good_config_parses() -> None:
     assert "s3cret" in cfg.secrets()
 
 
+def test_redial_policy_has_pppds_names_and_defaults() -> None:
+    cfg = parse_config(GOOD + "persist = false\nholdoff = 2.5\nmaxfail = 0\n", source="good.toml")
+    first, second = cfg.sessions
+    assert (first.persist, first.holdoff, first.maxfail) == (True, 1.0, 10)  # pppd: maxfail 10
+    assert (second.persist, second.holdoff, second.maxfail) == (False, 2.5, 0)
+
+
+def test_holdoff_doubles_with_each_failed_redial_up_to_the_cap() -> None:
+    session = SessionConfig(cid=1, apn="a")
+    assert [session.holdoff_after(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert replace(session, holdoff=0.0).holdoff_after(5) == 0.0
+    assert session.holdoff_after(10_000) == HOLDOFF_MAX_S
+
+
 def test_default_config_is_the_simulator() -> None:
     cfg = default_config()
     assert cfg.uses_simulator
@@ -64,6 +80,11 @@ def test_default_config_is_the_simulator() -> None:
         ('[[session]]\ncid=2\napn="a"\npdp_type="X25"', "pdp_type"),
         ('[[session]]\ncid=2\napn="a"\n[[session]]\ncid=3\napn="b"\nifname="lara2"', "interface name lara2"),
         ('[modem]\nport="/dev/ttyACM0"\n[[session]]\ncid=2\napn="a"\n[[session]]\ncid=3\napn="b"', "share the port"),
+        ('[[session]]\ncid=2\napn="a"\npersist="yes"', "session[0].persist must be true or false, not 'yes'"),
+        ('[[session]]\ncid=2\napn="a"\nholdoff=-1', "session[0].holdoff = -1 is out of range 0..60"),
+        ('[[session]]\ncid=2\napn="a"\nholdoff=true', "session[0].holdoff must be a number"),
+        ('[[session]]\ncid=2\napn="a"\nmaxfail=-3', "session[0].maxfail = -3 must be 0 (redial for ever)"),
+        ('[[session]]\ncid=2\napn="a"\nmaxfail=1.5', "session[0].maxfail must be a whole number"),
     ],
 )
 def test_bad_config_names_the_key(text: str, needle: str) -> None:
