@@ -90,8 +90,10 @@ def test_module_reboot_while_ping_runs_is_undone_and_redialled(cli: Cli, net, tm
         lost = _wait_for("the loss", lambda: (s := _status(cli, cfg, n)["sessions"][0])["losses"] >= 1 and s, 10)
         detected = time.monotonic() - injected
         assert "port" in lost["last_loss_cause"], lost
-        # Nothing routes into the dead link while the module reboots.
-        if lost["state"] in ("lost", "waiting"):
+        # Nothing routes into the dead link while the module reboots ("lost": being undone).
+        waiting = _wait_for("the hold-off", lambda: (s := _status(cli, cfg, n)["sessions"][0])["state"] != "lost" and s, 10)
+        if waiting["state"] == "waiting":
+            assert waiting["attempt"] >= 1 and waiting["next_attempt_at"], waiting
             links = json.loads(n.dte_run("ip", "-j", "link").stdout)
             assert [link["ifname"] for link in links] == ["lo"], links
 
