@@ -335,7 +335,7 @@ class Session:
                 # "+++" (app note §9.1.4) then ATH, which with AT+CVHU=0 ends the call (§4.2).
                 await self._stop_engine()
                 await self.at.escape(guard=ESCAPE_WAIT_S, timeout=self._command_timeout)
-                await self.at.command(commands.ath(), timeout=self._command_timeout)
+                await self.at.command(commands.ath())  # up to 40 s: it deactivates the context
             elif method == "dtr":
                 await self._stop_engine()
                 await self._drop_dtr()
