@@ -266,11 +266,12 @@ def test_larappp_with_pppd_and_builtin_in_the_vm(
     check_round(builtin, "builtin")
     assert builtin.results["pppd_count"] == "0"
 
-    # lara1 by "+++" and ATH (after pppd's hang-up, no Terminate), lara2 by LCP Terminate:
-    # pppd's text for it, then the built-in engine's
+    # lara1 by "+++" (after pppd's hang-up, no Terminate), which ends the call itself under
+    # the AT&D2 larappp sets on every dial port (the ATH after it finds no call), lara2 by
+    # LCP Terminate: pppd's text for it, then the built-in engine's
     ended = {k: v for k, v in counters.items() if k.startswith("calls_ended_")}
     assert ended == {
-        "calls_ended_ath": 2,
+        "calls_ended_escape": 2,
         "calls_ended_lcp: LCP: the peer sent Terminate-Request (User request)": 1,
         "calls_ended_lcp: LCP: the peer sent Terminate-Request (larappp down)": 1,
     }, counters
