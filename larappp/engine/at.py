@@ -269,23 +269,16 @@ class AtRunner:
             event = await self._step_exchange(script, step, deadline)
             if event.final.kind == "connect":
                 await self._hand_over()
-                raise AtCommandError(
-                    step.command,
-                    event.final,
-                    event.lines,
-                    reason=f"{event.final.text} in {script.name}: dial with dial(), not a chat step",
-                    secrets=self._secrets,
-                )
-            check = check_step(step, event.lines, event.final, script.aborts)
-            if not check.passed:
-                raise AtCommandError(
-                    step.command,
-                    event.final,
-                    event.lines,
-                    reason=f"{check.reason} (in {script.name})",
-                    secrets=self._secrets,
-                )
-            responses.append(event)
+                reason = f"{event.final.text} in {script.name}: dial with dial(), not a chat step"
+            else:
+                check = check_step(step, event.lines, event.final, script.aborts)
+                if check.passed:
+                    responses.append(event)
+                    continue
+                reason = f"{check.reason} (in {script.name})"
+            raise AtCommandError(
+                step.command, event.final, event.lines, reason=reason, secrets=self._secrets
+            )
         return responses
 
     async def _step_exchange(

@@ -692,3 +692,16 @@ def test_subscription_ends_when_the_runner_stops_and_close_is_idempotent() -> No
         assert closed.empty()
 
     run_bounded(scenario)
+
+
+def test_connect_in_a_chat_step_fails_the_script_and_releases_the_pipe() -> None:
+    async def scenario() -> None:
+        pipe = ScriptedPipe({"AT": crlf("OK"), "ATO": crlf("CONNECT")})
+        runner = await started(pipe)
+        resume_call = ChatScript("resume", (ChatStep("AT"), ChatStep("ATO")))
+        with pytest.raises(AtCommandError, match=r"ATO failed: CONNECT in resume: dial with dial\(\)"):
+            await runner.run_script(resume_call)
+        assert pipe.owner is None  # the bytes after CONNECT belong to PPP
+        await runner.stop()
+
+    run_bounded(scenario)

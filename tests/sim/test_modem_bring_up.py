@@ -7,9 +7,7 @@ module port is a Pipe here, as a pty would be, so no kernel object is involved.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 from larappp.config import ModemConfig, SessionConfig
 from larappp.engine.at import AtRunner
@@ -21,6 +19,7 @@ from larappp.sim.module import Module
 from larappp.sim.runner import ModuleDriver
 from larappp.sim.scenario import Scenario
 from larappp.transport.pipe import Pipe
+from tests.aio import run_bounded
 
 SCENARIO = Scenario(operator="europe", grant="IPV4V6", registration_delay=0.2, reboot_time=0.5,
                     shutdown_delay=0.05, echo=True)
@@ -74,13 +73,6 @@ class _Sink:
         pass
 
 
-def run(factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    async def bounded() -> None:
-        await asyncio.wait_for(factory(), timeout=20)
-
-    asyncio.run(bounded())
-
-
 async def powered_module() -> tuple[Module, ModuleDriver]:
     module = Module(SCENARIO, ports=3, now=asyncio.get_running_loop().time())
     driver = ModuleDriver(module)
@@ -129,4 +121,4 @@ def test_bring_up_runs_the_scripts_and_sets_amp_d2_and_cgev_reporting(tmp_path: 
             await modem.close()
             driver.close()
 
-    run(scenario)
+    run_bounded(scenario)
