@@ -197,7 +197,25 @@ def parse_config(text: str, *, source: str = "<config>") -> Config:
     sim = reader.sim(reader.table(data, "sim"))
     config = Config(modem=modem, sessions=sessions, sim=sim, source=source)
     _check_cross(config)
+    if config.uses_simulator:
+        _check_sim(config)
     return config
+
+
+def _check_sim(config: Config) -> None:
+    """The simulator's knobs, checked with the config instead of after the daemon started."""
+    from larappp.sim.scenario import Scenario
+
+    sim = config.sim
+    try:
+        Scenario(
+            operator=sim.operator, grant=sim.grant, registration_delay=sim.registration_delay,
+            reboot_time=sim.reboot_time, echo=sim.echo, urc_noise=sim.urc_noise,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: [sim] {exc}") from None
+    if sim.network and not all(c.isalnum() or c in "-_." for c in sim.network):
+        raise ConfigError(f"{config.source}: sim.network = {sim.network!r} is not a namespace name (letters, digits, - _ .)")
 
 
 def _check_cross(config: Config) -> None:
