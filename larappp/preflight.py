@@ -213,7 +213,18 @@ def run_checks(config: Config, *, fix_ports: bool = False, persist_ports: bool =
 def check_startable(config: Config, *, run_ppp: bool = True) -> None:
     """Raise the first thing that would stop `larappp up` which can be known before anything is
     started or written: a port path that does not exist, a backend, TUN or DNS tool missing."""
-    if not config.uses_simulator:
+    if config.uses_simulator:
+        from larappp.sim.scenario import Scenario
+
+        sim = config.sim
+        try:
+            Scenario(
+                operator=sim.operator, grant=sim.grant, registration_delay=sim.registration_delay,
+                reboot_time=sim.reboot_time, echo=sim.echo, urc_noise=sim.urc_noise,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{config.source}: [sim] {exc}") from None
+    else:
         for port in module_ports(config):
             if not os.path.exists(port):
                 raise PortError(f"{port} does not exist: plug the module in, or fix the port in {config.source}")

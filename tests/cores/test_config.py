@@ -74,8 +74,6 @@ def test_default_config_is_the_simulator() -> None:
         ('[[session]]\ncid="one"\napn="a"', "session[0].cid must be a whole number, not 'one'"),
         ('[modem]\ncommand_timeout="x"\n[[session]]\ncid=1\napn="a"', "modem.command_timeout must be a number, not 'x'"),
         ('[[session]]\ncid=1\napn="a"\n[[session]]\ncid=1\napn="b"', "two sessions use cid 1; give each session its own cid"),
-        ('[modem]\nport="sim"\n[[session]]\ncid=1\napn="a"\n[sim]\ngrant="BAD"', "[sim] simulator grant 'BAD' is unknown"),
-        ('[modem]\nport="sim"\n[[session]]\ncid=1\napn="a"\n[sim]\noperator="x"', "[sim] simulator operator 'x' is unknown"),
         ('[modem]\nport="sim"\n[[session]]\ncid=1\napn="a"\n[sim]\nnetwork="a/b"', "sim.network = 'a/b' is not a namespace name"),
         ('[[session]]\ncid=2\napn="a"\nteardown="pull-plug"', "session[0].teardown"),
         ('[[session]]\ncid=2\napn="a"\nauth="pap"', "needs a user"),

@@ -116,3 +116,10 @@ def test_an_interface_name_in_use_is_found_before_anything_is_written(tmp_path: 
     line = _one_line(done)
     assert "an interface named lo exists already" in line and "set ifname" in line and done.returncode == 2
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("knob", "needle"), [("grant = \"BAD\"", "simulator grant 'BAD' is unknown"), ("operator = \"x\"", "simulator operator 'x' is unknown")])
+def test_a_bad_simulator_knob_is_found_before_anything_is_written(tmp_path: Path, knob: str, needle: str) -> None:
+    done = _up(tmp_path, 'port = "sim"\n' + _dirs(tmp_path), extra=f"[sim]\n{knob}\n")
+    assert needle in _one_line(done) and done.returncode == 2
+    assert not (tmp_path / "run").exists()
