@@ -447,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser(
         "status", help="show the module and sessions",
         description=f"Exit status: {STATUS_UP} all sessions up, {STATUS_DEGRADED} running but degraded "
-        f"(bringing up, stopping, or a session not up), {STATUS_DOWN} not running; error codes are 1-7.",
+        f"(bringing up, stopping, or a session not up), {STATUS_DOWN} not running; error codes are 1-8, 70, 130.",
     )
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
