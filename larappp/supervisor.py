@@ -16,11 +16,12 @@ from typing import Any
 
 from larappp import runtime
 from larappp.config import FAMILIES_OF_PDP_TYPE, Config, SessionConfig
+from larappp.engine.base import cancel_all
 from larappp.engine.options import EngineOptions
 from larappp.errors import GaveUp, LarapppError
-from larappp.lara_r6 import parsers
+from larappp.lara_r6 import parsers, rules
 from larappp.modem import Modem
-from larappp.session import Session, engine_options
+from larappp.session import UP, Session, engine_options
 from larappp.transport import open_pipe, wait_for_port
 from larappp.transport.pipe import Pipe, PipeFactory
 
@@ -56,6 +57,9 @@ class Supervisor:
         self._bring_up_lock = asyncio.Lock()
         #: when the module was last brought up (monotonic)
         self._brought_up_at = 0.0
+        #: the control port stays open while sessions run when no session dials on it: its
+        #: +CGEV and +CEREG URCs tell a session it is lost
+        self._watcher: asyncio.Task[None] | None = None
         #: PPP runs after CONNECT (the built-in engine); off only for AT-level tests.
         self.run_ppp = os.environ.get("LARAPPP_NO_PPP") != "1"
 
@@ -127,8 +131,9 @@ class Supervisor:
         await self.modem.connect()
         await self.modem.bring_up(self.config.sessions)
         self._brought_up_at = time.monotonic()
-        # The control port is also a session's port when they coincide: hand it over.
-        await self.modem.close()
+        if not self._control_port_is_watched():
+            # The control port is also a session's port: hand it over.
+            await self.modem.close()
         for index, scfg in enumerate(self.config.sessions):
             port = self.session_port(index)
             session = Session(
@@ -172,6 +177,52 @@ class Supervisor:
             dns_dir=str(runtime.RuntimePaths.of(self.config).dns_dir),
         )
 
+    def _control_port_is_watched(self) -> bool:
+        control = self.control_port()
+        return self.run_ppp and all(self.session_port(i) != control for i in range(len(self.config.sessions)))
+
+    def _start_watching(self) -> None:
+        if self._control_port_is_watched() and self.modem is not None and self.modem.at is not None:
+            self._watcher = asyncio.create_task(self._watch_network(self.modem), name="watch the control port")
+
+    async def _stop_watching(self) -> None:
+        if self._watcher is not None:
+            await cancel_all([self._watcher])
+            self._watcher = None
+
+    async def _watch_network(self, modem: Modem) -> None:
+        """+CGEV and +CEREG on the control port: a context the network ended, registration
+        lost (radio off, out of coverage). Ends when the port goes (the sessions see theirs go)."""
+        events = modem.network_events()
+        try:
+            async for urc in events:
+                self._network_event(urc.name, urc.line)
+        finally:
+            events.close()
+
+    def _network_event(self, name: str, line: str) -> None:
+        up = [s for s in self.sessions if s.state.state == UP]
+        try:
+            if name == rules.URC_CGEV:
+                event = parsers.parse_cgev(line)
+                if event.deactivation and event.event == "DETACH":
+                    lost = up
+                elif event.deactivation and event.cid is not None:
+                    lost = [s for s in up if s.config.cid == event.cid]
+                else:
+                    return
+            elif name == rules.URC_CEREG:
+                if parsers.parse_cereg(line).registered:
+                    return
+                lost = up
+            else:
+                return
+        except (LarapppError, ValueError) as exc:
+            log.warning("control port: %s: %s", line, exc)
+            return
+        for session in lost:
+            session.lose(f"the control port said {line!r}")
+
     async def _bring_up_again(self, caller: Session) -> None:
         """Bring the module up again for a session that lost its port or failed to redial
         (idempotent: bring-up reboots only for a setting that changed). Once for all the
@@ -186,14 +237,20 @@ class Supervisor:
                 log.info("bring-up skipped: a session's call holds the control port %s", control)
                 return
             self.progress(f"bringing the module up again for cid {caller.config.cid}")
+            await self._stop_watching()
             await self.modem.close()
             await wait_for_port(control, self.config.modem.reboot_timeout)
             try:
                 await self.modem.connect()
                 await self.modem.bring_up(self.config.sessions)
-            finally:
+            except BaseException:
                 await self.modem.close()
+                raise
             self._brought_up_at = time.monotonic()
+            if self._control_port_is_watched():
+                self._start_watching()
+            else:
+                await self.modem.close()
             self.write_state()
 
     def _recovery_note(self, message: str) -> None:
@@ -223,12 +280,8 @@ class Supervisor:
         """Tear every session down by its method, then release the module and the simulator."""
         self.state = "stopping"
         self.write_state()
-        for keeper in self._keepers:
-            keeper.cancel()
-        for keeper in self._keepers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-        self._keepers.clear()
+        await self._stop_watching()
+        await cancel_all(self._keepers)
         errors: list[str] = []
         for session in reversed(self.sessions):
             try:
@@ -261,6 +314,7 @@ class Supervisor:
             asyncio.create_task(self._keep_up(session), name=f"keep cid {session.config.cid} up")
             for session in self.sessions
         ]
+        self._start_watching()
         while not self._stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=2.0)

@@ -57,8 +57,8 @@ def net(tmp_path: Path, cli: Cli) -> Iterator[object]:
     create_netns(dte)
     started: list[SimProcess] = []
 
-    def factory(*args: str) -> Net:
-        sim = start_sim(tmp_path, "--network", inet, *args)
+    def factory(*args: str, ports: int = 3) -> Net:
+        sim = start_sim(tmp_path, "--network", inet, *args, ports=ports)
         started.append(sim)
         return Net(dte, inet, sim)
 

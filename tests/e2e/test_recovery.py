@@ -148,3 +148,37 @@ def test_ports_that_never_return_give_up_after_maxfail(cli: Cli, net, tmp_path: 
     assert [link["ifname"] for link in links] == ["lo"]
     assert n.dte_run("ip", "route").stdout.strip() == ""
     print(f"gave up {took:.2f} s after the module vanished")
+
+
+def test_network_ending_one_context_redials_it_and_leaves_the_other_alone(cli: Cli, net) -> None:  # type: ignore[no-untyped-def]
+    """The control port (no session on it) hears +CGEV: only that session is undone and redialled."""
+    n: Net = net(ports=4)
+    control, free = n.sim.ptys[2], n.sim.ptys[3]
+    sessions = "".join(
+        _session(n.sim.ptys[i], cid, f"apn{cid}.example", extra=f"metric = {100 * cid}\nholdoff = 0.3\n")
+        for i, cid in enumerate((2, 3))
+    )
+    cfg = _config(cli, n, sessions).read_text().replace(f'port = "{n.sim.ptys[0]}"', f'port = "{control}"', 1)
+    path = cli.tmp_path / "two.toml"
+    path.write_text(cfg)
+    up = cli.run(path, "up", netns=n.dte, timeout=120)
+    assert up.returncode == 0, up.stderr + up.stdout
+    before = {s["cid"]: s for s in _status(cli, path, n)["sessions"]}
+    assert before[2]["state"] == before[3]["state"] == "up", before
+
+    injected = time.monotonic()
+    assert b"OK" in _send_at(free, "AT+CGACT=0,2")  # the network ends cid 2's context
+    lost = _wait_for("the loss", lambda: (s := _status(cli, path, n)["sessions"][0])["losses"] >= 1 and s, 10)
+    detected = time.monotonic() - injected
+    assert "+CGEV" in lost["last_loss_cause"] and "DEACT 2" in lost["last_loss_cause"], lost
+    back = _wait_for("the redial", lambda: (s := _status(cli, path, n)["sessions"][0])["state"] == "up" and s, 60)
+    recovered = time.monotonic() - injected
+    assert back["redials"] == 1 and back["ipv4"] == before[2]["ipv4"], back
+    n.dte_run("ping", "-c", "1", "-W", "3", "-I", "lara2", SERVER_V4)
+    n.dte_run("ping", "-6", "-c", "1", "-W", "3", "-I", "lara2", SERVER_V6)
+    # The other session never noticed.
+    other = _status(cli, path, n)["sessions"][1]
+    assert other["state"] == "up" and other["losses"] == 0 and other["up_since"] == before[3]["up_since"], other
+    n.dte_run("ping", "-c", "1", "-W", "3", "-I", "lara3", SERVER_V4)
+    print(f"+CGEV deactivation: detected after {detected:.2f} s, usable again after {recovered:.2f} s")
+    _assert_clean_after_down(cli, path, n, n.sim.ptys[:2])
