@@ -61,14 +61,26 @@ def status(text: str) -> bool:
     return sd_notify(f"STATUS={_one_line(text)}")
 
 
+#: how long past the unit's own timeout one progress line keeps a bring-up (or a teardown)
+#: alive: longer than the longest silent step (an AT command may take 180 s by the AT
+#: manual), so that only larappp's own timeouts end a bring-up that still moves.
+PROGRESS_GRACE_S = 200.0
+
+
 def forwarding_status(progress: Callable[[str], None]) -> Callable[[str], None]:
-    """`progress`, each message also sent as STATUS= when running under systemd."""
+    """`progress`, each message also sent as STATUS= when running under systemd.
+
+    Every message also carries EXTEND_TIMEOUT_USEC: a bring-up that reports progress
+    (waiting for registration, a module reboot) is waiting legitimately, and systemd's
+    start timeout must not cut it short while larappp's own timeouts still run.
+    """
     if not os.environ.get("NOTIFY_SOCKET"):
         return progress
+    extend = f"EXTEND_TIMEOUT_USEC={round(PROGRESS_GRACE_S * 1_000_000)}"
 
     def both(message: str) -> None:
         progress(message)
-        status(message)
+        sd_notify(f"STATUS={_one_line(message)}\n{extend}")
 
     return both
 

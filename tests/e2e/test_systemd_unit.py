@@ -115,6 +115,7 @@ def test_up_in_the_foreground_notifies_and_uses_the_service_directories(
             ready = message
             # Bring-up is readable in `systemctl status` while it happens.
             assert any(m.startswith("STATUS=waiting for registration") for m in statuses), statuses
+            assert all("EXTEND_TIMEOUT_USEC=200000000" in m.splitlines() for m in statuses), statuses
             assert any(m.startswith("STATUS=registered") for m in statuses), statuses
             assert any(m.startswith("STATUS=dialing cid 1") for m in statuses), statuses
             assert "cid 1 connected" in ready

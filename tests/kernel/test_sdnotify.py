@@ -103,3 +103,20 @@ def test_keep_informed_pings_only_while_healthy_and_shows_each_new_status(tmp_pa
 
 def test_keep_informed_returns_at_once_outside_systemd() -> None:
     asyncio.run(asyncio.wait_for(sdnotify.keep_informed(lambda: True, lambda: "", environ={}), timeout=1))
+
+
+def test_each_progress_line_becomes_a_status_that_extends_the_timeout(manager: socket.socket) -> None:
+    shown: list[str] = []
+    progress = sdnotify.forwarding_status(shown.append)
+    progress("waiting for registration: not registered, searching (3 s)")
+    assert shown == ["waiting for registration: not registered, searching (3 s)"]
+    assert _fields(manager) == {
+        "STATUS": "waiting for registration: not registered, searching (3 s)",
+        "EXTEND_TIMEOUT_USEC": str(round(sdnotify.PROGRESS_GRACE_S * 1_000_000)),
+    }
+
+
+def test_progress_is_untouched_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    shown: list[str] = []
+    assert sdnotify.forwarding_status(shown.append) == shown.append
