@@ -171,8 +171,10 @@ def check_port_users(config: Config) -> tuple[bool, str]:
         problems += [describe_user(port, u) for u in users if u.pid != own]
         notes += [f"{port} is in use by larappp (pid {u.pid}), which is up" for u in users if u.pid == own]
         if modemmanager and not any(u.name == MODEMMANAGER for u in users):
-            props = devusers.udev_properties(port) or {}
-            if "1" not in (props.get("ID_MM_DEVICE_IGNORE"), props.get("ID_MM_PORT_IGNORE")):
+            # ModemManager learns of ports from udev only: a port udev has no entry for (a pty,
+            # an RFC 2217 bridge's) is invisible to it.
+            props = devusers.udev_properties(port)
+            if props is not None and "1" not in (props.get("ID_MM_DEVICE_IGNORE"), props.get("ID_MM_PORT_IGNORE")):
                 problems.append(
                     f"{port} may be probed by ModemManager (pid {modemmanager[0]}), udev does not tag it "
                     f"ID_MM_DEVICE_IGNORE: {MODEMMANAGER_FIX}"

@@ -67,8 +67,12 @@ def processes_named(name: str, *, proc: Path = PROC) -> list[int]:
     )
 
 
-def udev_properties(device: str, *, data_dir: Path = UDEV_DATA) -> dict[str, str] | None:
-    """The E: properties udev recorded for a character device, None when udev has no entry."""
+def udev_properties(device: str, *, data_dir: Path | None = None) -> dict[str, str] | None:
+    """The E: properties udev recorded for a character device, None when udev has no entry.
+
+    `data_dir` is udev's database folder (UDEV_DATA when None).
+    """
+    data_dir = UDEV_DATA if data_dir is None else data_dir
     try:
         st = os.stat(device)
     except OSError:

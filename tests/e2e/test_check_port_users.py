@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from larappp.transport import devusers
-from tests.e2e.conftest import Cli
+from tests.e2e.conftest import ROOT, Cli
 from tests.kernel.test_devusers import hold_open
 
 SESSION = '[[session]]\ncid = 1\napn = "internet"\n'
@@ -57,9 +59,40 @@ def test_modemmanager_holding_the_port_is_reported_with_the_fix(cli: Cli, tmp_pa
     assert _port_users_line(again.stdout).startswith("[ok  ]"), again.stdout
 
 
-def test_modemmanager_running_without_the_udev_tag_is_reported(cli: Cli, tmp_path: Path, module_port: str) -> None:
-    _, pid, line, _ = _check_while_running(cli, tmp_path, module_port, "ModemManager", holds=False)
-    assert line.startswith("[FAIL]") and f"may be probed by ModemManager (pid {pid})" in line
+def _check_with_udev_entry(cli: Cli, tmp_path: Path, port: str, entry: str | None) -> tuple[int, str]:
+    """`larappp check` beside a ModemManager stand-in that holds nothing, in a private mount
+    namespace whose /run (a tmpfs) has `entry` as udev's database entry of `port`."""
+    cfg = cli.write_config(f'[modem]\nport = "{port}"\n', SESSION)
+    rdev = os.stat(port).st_rdev
+    record = f"/run/udev/data/c{os.major(rdev)}:{os.minor(rdev)}"
+    write = f'printf "%s" "$1" > {record} && ' if entry is not None else ""
+    script = f'mount -t tmpfs larappp-test /run && mkdir -p /run/udev/data && {write}shift && exec "$@"'
+    modemmanager = hold_open(tmp_path, "ModemManager", None)
+    try:
+        out = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", entry or "",
+             sys.executable, "-m", "larappp.cli", "--config", str(cfg), "check"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), check=False,
+        )
+    finally:
+        modemmanager.kill()
+        modemmanager.wait()
+    return modemmanager.pid, _port_users_line(out.stdout)
+
+
+def test_modemmanager_running_while_udev_does_not_tag_the_port_is_reported(cli: Cli, tmp_path: Path, module_port: str) -> None:
+    pid, line = _check_with_udev_entry(cli, tmp_path, module_port, "E:ID_SERIAL=u-blox_Modem\n")
+    assert line.startswith("[FAIL]") and f"may be probed by ModemManager (pid {pid})" in line, line
+
+
+def test_modemmanager_running_is_fine_when_udev_tags_the_port(cli: Cli, tmp_path: Path, module_port: str) -> None:
+    _, line = _check_with_udev_entry(cli, tmp_path, module_port, "E:ID_MM_DEVICE_IGNORE=1\n")
+    assert line.startswith("[ok  ]") and "ModemManager ignores them" in line, line
+
+
+def test_a_port_udev_does_not_know_is_invisible_to_modemmanager(cli: Cli, tmp_path: Path, module_port: str) -> None:
+    _, line = _check_with_udev_entry(cli, tmp_path, module_port, None)
+    assert line.startswith("[ok  ]"), line
 
 
 def test_any_other_holder_is_named(cli: Cli, tmp_path: Path, module_port: str) -> None:
