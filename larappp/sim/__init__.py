@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
 
-from larappp.errors import ConfigError
+from larappp.errors import ConfigError, PortError
+from larappp.sim.control import ControlServer, SimControl
 from larappp.sim.data import DataSession, DataSessionFactory, DiscardDataSession
 from larappp.sim.module import Module
 from larappp.sim.ports import PtyPortServer, Rfc2217PortServer
@@ -37,6 +40,22 @@ __all__ = [
 
 DEFAULT_PTY_DIR = "/run/larappp-sim"
 LINK_NAME = "ttyLARA{index}"
+#: What a simulator leaves in its pty dir: port links (and their temporary names).
+_STALE = re.compile(r"ttyLARA\d+(\.\d+\.tmp)?")
+#: Held (flock) by the simulator using a pty dir; a killed one releases it.
+LOCK_NAME = ".lock"
+CONTROL_NAME = "control.sock"
+#: Simulator(control_path=AUTO): the control socket in the pty dir.
+AUTO = "auto"
+
+
+def default_control_path(pty_dir: str | None) -> str | None:
+    """`<pty_dir>/control.sock`; None without a pty dir or where that path is too long
+    for a unix socket (sun_path holds 108 bytes)."""
+    if pty_dir is None:
+        return None
+    path = os.path.join(pty_dir, CONTROL_NAME)
+    return path if len(os.fsencode(path)) < 100 else None
 
 
 class Simulator:
@@ -54,11 +73,15 @@ class Simulator:
         log: Callable[[str], None] | None = None,
         nvm_path: str | None = None,
         network: SimNetwork | None = None,
+        control_path: str | None = AUTO,
     ) -> None:
         """`rfc2217_base_port`: None for no RFC 2217, 0 for free ports, N for N, N+1, ...
 
         `nvm_path`: a JSON file holding the module's NVM across simulator runs (power cycles).
         `network`: the simulated operator network; with it, data calls run module-side PPP.
+        `control_path`: a unix socket taking faults (larappp.sim.control), by default
+        `<pty_dir>/control.sock`; None for none. `self.control` takes the same faults
+        in-process either way.
         """
         self.scenario = scenario or Scenario()
         self.module = Module(self.scenario, ports=ports, session_factory=session_factory)
@@ -79,6 +102,11 @@ class Simulator:
         self.pty_servers: list[PtyPortServer] = []
         self.rfc2217_servers: list[Rfc2217PortServer] = []
         self._made_pty_dir = False
+        self._pty_dir_lock: int | None = None
+        #: Faults while it runs (larappp.sim.control), usable once started.
+        self.control = SimControl(self)
+        self.control_path = default_control_path(pty_dir) if control_path == AUTO else control_path
+        self._control_server: ControlServer | None = None
 
     @property
     def pty_paths(self) -> list[str]:
@@ -109,7 +137,10 @@ class Simulator:
         self.driver.power_on()
         try:
             if self.pty_dir is not None:
-                self._made_pty_dir = not os.path.isdir(self.pty_dir)
+                made = not os.path.isdir(self.pty_dir)
+                self._pty_dir_lock, left_by_a_killed_one = _claim_pty_dir(self.pty_dir)
+                # A folder holding only a killed simulator's links was a simulator's too.
+                self._made_pty_dir = made or left_by_a_killed_one
                 for index in range(self.ports):
                     link = os.path.join(self.pty_dir, LINK_NAME.format(index=index))
                     pty_server = PtyPortServer(self.driver, index, link)
@@ -121,12 +152,18 @@ class Simulator:
                     rfc_server = Rfc2217PortServer(self.driver, index, host=self.host, tcp_port=tcp_port)
                     await rfc_server.start()
                     self.rfc2217_servers.append(rfc_server)
+            if self.control_path is not None:
+                self._control_server = ControlServer(self.control, self.control_path)
+                await self._control_server.start()
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
         """Unpublish every port (ptys closed, symlinks removed, sockets closed) and power off."""
+        if self._control_server is not None:
+            await self._control_server.stop()
+            self._control_server = None
         for rfc_server in self.rfc2217_servers:
             await rfc_server.stop()
         for pty_server in self.pty_servers:
@@ -140,6 +177,11 @@ class Simulator:
             os.replace(tmp, self.nvm_path)
         self.pty_servers.clear()
         self.rfc2217_servers.clear()
+        if self.pty_dir is not None and self._pty_dir_lock is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.pty_dir, LOCK_NAME))
+            os.close(self._pty_dir_lock)
+            self._pty_dir_lock = None
         if self.pty_dir is not None and self._made_pty_dir:
             self._made_pty_dir = False
             with contextlib.suppress(OSError):
@@ -153,6 +195,31 @@ class Simulator:
         await self.stop()
 
 
+def _claim_pty_dir(pty_dir: str) -> tuple[int, bool]:
+    """Lock `pty_dir` for this simulator and remove what a killed one left there (port
+    links, temporary links): (the lock's fd, whether anything was left); PortError when a
+    live simulator holds it."""
+    try:
+        os.makedirs(pty_dir, exist_ok=True)
+        fd = os.open(os.path.join(pty_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise PortError(f"cannot use {pty_dir} for the simulator's ptys ({exc.strerror}): "
+                        "choose another --pty-dir") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise PortError(f"another simulator has its ports in {pty_dir}: stop it or choose another --pty-dir") from None
+    left = False
+    for name in os.listdir(pty_dir):
+        path = os.path.join(pty_dir, name)
+        if _STALE.fullmatch(name) and os.path.islink(path):
+            left = True
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    return fd, left
+
+
 async def run_simulator(
     scenario: Scenario,
     *,
@@ -163,6 +230,7 @@ async def run_simulator(
     log: Callable[[str], None] | None = None,
     nvm_path: str | None = None,
     network_netns: str | None = None,
+    control_path: str | None = AUTO,
 ) -> None:
     """Run a simulator until cancelled, announcing one line per port once it is up.
 
@@ -176,11 +244,13 @@ async def run_simulator(
         network = await SimNetwork.start(network_netns or None)
     try:
         simulator = Simulator(scenario, ports=ports, pty_dir=pty_dir, rfc2217_base_port=rfc2217_base_port, log=log,
-                              nvm_path=nvm_path, network=network)
+                              nvm_path=nvm_path, network=network, control_path=control_path)
         await simulator.start()
         try:
             for line in simulator.describe():
                 announce(line)
+            if simulator.control_path is not None:
+                announce(f"control: {simulator.control_path}")
             if network is not None:
                 announce(f"network: namespace {network_netns}, servers {', '.join(map(str, network.plan.internet_addresses))}")
             await asyncio.Event().wait()

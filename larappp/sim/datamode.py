@@ -46,7 +46,9 @@ def start_call(m: Module, p: PortState, ctx: ActiveContext, now: float) -> None:
 
     def send(data: bytes) -> None:
         if holder and p.call is holder[0]:
-            if p.mode == DATA:
+            if holder[0].silent(m.now):
+                m.counters["bytes_lost_silent"] += len(data)
+            elif p.mode == DATA:
                 m.counters["bytes_to_dte"] += len(data)
                 m.write(p, data)
             else:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PortsClosed:
-    """Every port went away (reboot: back at `reopen_at`; vanished: never, `reopen_at` None)."""
+    """Every port went away (reboot, unplugged: back at `reopen_at`; vanished: never, None)."""
 
     reason: str
     reopen_at: float | None
@@ -15,7 +15,7 @@ class PortsClosed:
 
 @dataclass(frozen=True)
 class PortsReopened:
-    """The module finished booting: the ports exist again."""
+    """The ports exist again (the module finished booting, or they were plugged back in)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ family), packet.py (registration, PDP contexts), datamode.py (calls, "+++"), pow
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, deque
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from larappp.sim.atcmd import CommandSyntaxError, split_commands
 from larappp.sim.commands import dispatch
 from larappp.sim.commands.base import Failure, failure_text
 from larappp.sim.data import DataSessionFactory, DiscardDataSession
-from larappp.sim.events import ModemLinesChanged, ModuleEvent
+from larappp.sim.events import ModemLinesChanged, ModuleEvent, PortsReopened
 from larappp.sim.scenario import Scenario
 from larappp.sim.state import DATA, Call, Nvm, PortState, Ram
 
@@ -67,6 +68,8 @@ class Module:
         self.boot_due: float | None = None
         #: Delayed URCs: (when, port, text), kept sorted.
         self.scheduled: list[tuple[float, int, str]] = []
+        #: The ports are gone until then (an unplug fault); the module itself runs on.
+        self.unplugged_until: float | None = None
         #: URCs held back while a command line runs.
         self._deferred: list[tuple[PortState, str]] | None = None
 
@@ -84,14 +87,14 @@ class Module:
                 datamode.end_call(self, p, "power-off", now, result=None, deactivate=False)
             p.out.clear()
         self.state = "off"
-        self.shutdown_due = self.boot_due = None
+        self.shutdown_due = self.boot_due = self.unplugged_until = None
         self.ram.registration_due = None
         self.scheduled.clear()
 
     def receive_data(self, port: int, data: bytes, now: float) -> None:
         """Bytes the DTE wrote to `port` at `now`."""
         self._advance(now)
-        if self.state != "on":
+        if self.state != "on" or self.unplugged_until is not None:
             self.counters["bytes_ignored"] += len(data)
             return
         p = self.ports[port]
@@ -104,7 +107,7 @@ class Module:
                 self.counters["bytes_from_dte"] += len(chunk)
                 forward = p.detector.feed(chunk, now)
                 if forward and p.call is not None:
-                    p.call.session.on_data(forward)
+                    self._to_session(p.call, forward, now)
                 continue
             cr = p.s_regs[3]
             j = data.find(bytes([cr]), i)
@@ -125,7 +128,7 @@ class Module:
         p = self.ports[port]
         was = p.dtr
         p.dtr = on
-        if self.state != "on" or not was or on:
+        if self.state != "on" or self.unplugged_until is not None or not was or on:
             return
         self.counters["dtr_drops"] += 1
         # App note §4.2: a DTR ON->OFF transition terminates the PPP session. With &D1
@@ -143,7 +146,7 @@ class Module:
     def get_timer(self) -> float | None:
         """When `handle_timer` must run next; None when nothing is pending."""
         times: list[float] = []
-        for due in (self.shutdown_due, self.boot_due, self.ram.registration_due):
+        for due in (self.shutdown_due, self.boot_due, self.ram.registration_due, self.unplugged_until):
             if due is not None:
                 times.append(due)
         if self.scheduled:
@@ -159,6 +162,8 @@ class Module:
                 t = p.call.session.get_timer()
                 if t is not None:
                     times.append(t)
+                if p.call.silent_until is not None and p.call.silent_until != math.inf:
+                    times.append(p.call.silent_until)
         return min(times) if times else None
 
     def data_to_send(self, port: int) -> bytes:
@@ -175,7 +180,7 @@ class Module:
 
     def modem_lines(self, port: int) -> ModemLinesChanged:
         """The DCE's lines of `port` now: CTS/DSR on while the module runs, DCD during a call."""
-        on = self.state in ("on", "shutting-down")
+        on = self.state in ("on", "shutting-down") and self.unplugged_until is None
         p = self.ports[port]
         return ModemLinesChanged(port, cts=on, dsr=on, dcd=on and p.call is not None)
 
@@ -220,6 +225,12 @@ class Module:
             return True
         if self.state != "on":
             return False
+        if self.unplugged_until is not None and now >= self.unplugged_until:
+            self.unplugged_until = None
+            self.emit(PortsReopened())
+            for p in self.ports:
+                self.emit(self.modem_lines(p.index))
+            return True
         if self.ram.registration_due is not None and now >= self.ram.registration_due:
             self.ram.registration_due = None
             packet.complete_registration(self, now)
@@ -232,12 +243,15 @@ class Module:
             call = p.call
             if call is None:
                 continue
+            if call.silent_until is not None and now >= call.silent_until:
+                call.silent_until = None
+                return True
             if p.mode == DATA:
                 t = p.detector.get_timer()
                 if t is not None and now >= t:
                     released, escaped = p.detector.handle_timer(now)
                     if released:
-                        call.session.on_data(released)
+                        self._to_session(call, released, now)
                     if escaped:
                         datamode.escape_detected(self, p, now)
                         return True
@@ -254,20 +268,27 @@ class Module:
         self.scheduled.append((when, port.index, text))
         self.scheduled.sort(key=lambda item: item[0])
 
+    def _to_session(self, call: Call, data: bytes, now: float) -> None:
+        """Data-mode bytes from the DTE for the call's session, unless its peer is silent."""
+        if call.silent(now):
+            self.counters["bytes_lost_silent"] += len(data)
+            return
+        call.session.on_data(data)
+
     # == internals: output ==========================================================================
-    def _notify(self) -> None:
+    def notify(self) -> None:
         if self.on_output is not None:
             self.on_output()
 
     def emit(self, event: ModuleEvent) -> None:
         self._events.append(event)
-        self._notify()
+        self.notify()
 
     def write(self, p: PortState, data: bytes) -> None:
-        if self.state not in ("on", "shutting-down") or not data:
+        if self.state not in ("on", "shutting-down") or self.unplugged_until is not None or not data:
             return
         p.out += data
-        self._notify()
+        self.notify()
 
     def _text(self, p: PortState, text: str) -> bytes:
         cr, lf = chr(p.s_regs[3]), chr(p.s_regs[4])

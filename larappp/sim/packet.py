@@ -116,9 +116,11 @@ def activate(m: Module, cid: int, now: float) -> int | None:
     return None
 
 
-def deactivate(m: Module, cid: int, now: float, reason: str) -> None:
-    """Deactivate `cid`: a call on it ends with NO CARRIER, +CGEV where reported."""
-    if m.ram.contexts.pop(cid, None) is None:
+def deactivate(m: Module, cid: int, now: float, reason: str, *, urc: str = "ME PDN DEACT") -> None:
+    """Deactivate `cid`: a call on it ends with NO CARRIER, +CGEV `urc` where reported
+    ("ME PDN DEACT", or the network's "NW PDN DEACT" or "NW DEACT", 3GPP TS 27.007 §10.1.19)."""
+    ctx = m.ram.contexts.pop(cid, None)
+    if ctx is None:
         return
     m.counters["deactivations"] += 1
     for p in m.ports:
@@ -126,4 +128,14 @@ def deactivate(m: Module, cid: int, now: float, reason: str) -> None:
             datamode.end_call(m, p, reason, now, result="NO CARRIER", deactivate=False)
     for p in m.ports:
         if p.cgerep:
-            m.urc(p, f"+CGEV: ME PDN DEACT {cid}")
+            m.urc(p, f"+CGEV: {cgev_deactivation(ctx, urc)}")
+
+
+def cgev_deactivation(ctx: ActiveContext, urc: str) -> str:
+    """What follows "+CGEV: " for the deactivation of `ctx` in the form `urc`."""
+    if urc == "NW DEACT":
+        # The form with <PDP_type>,<PDP_addr>,<cid> (the context's first address).
+        address = ctx.addresses.ipv4 if ctx.pdp_type in ("IP", "IPV4V6") else ctx.addresses.ipv6
+        return f'NW DEACT "{ctx.pdp_type}","{address}",{ctx.cid}'
+    return f"{urc} {ctx.cid}"
+

@@ -38,8 +38,9 @@ def vanish(m: Module, now: float) -> None:
     start_shutdown(m, now, "vanish")
 
 
-def power_down(m: Module, now: float) -> None:
-    """The shutdown is over: calls end, the ports close, a reboot is scheduled."""
+def power_down(m: Module, now: float, *, down_for: float | None = None) -> None:
+    """The shutdown is over: calls end, the ports close, a reboot is scheduled (after
+    `down_for`, default the scenario's reboot time)."""
     for p in m.ports:
         if p.call is not None:
             datamode.end_call(m, p, "reboot" if m.shutdown_then == "reboot" else "vanished",
@@ -48,7 +49,7 @@ def power_down(m: Module, now: float) -> None:
     if m.shutdown_then == "reboot":
         m.counters["reboots"] += 1
         m.state = "rebooting"
-        m.boot_due = now + m.scenario.reboot_time
+        m.boot_due = now + (m.scenario.reboot_time if down_for is None else down_for)
         m.emit(PortsClosed("reboot", m.boot_due))
     else:
         m.state = "vanished"
@@ -65,6 +66,7 @@ def boot(m: Module, now: float, *, announce: bool) -> None:
         applied_default_context=m.nvm.default_context,
     )
     m.scheduled.clear()
+    m.unplugged_until = None
     for p in m.ports:
         p.mode = COMMAND
         p.call = None

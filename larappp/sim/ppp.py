@@ -18,7 +18,8 @@ from larappp.proto.ppp.link import LinkConfig, PppLink
 from larappp.sim.data import DataCall, DataSession, DataSessionFactory, HangupCallback, SendCallback
 
 if TYPE_CHECKING:
-    from larappp.sim.network import Grant, SimNetwork
+    from larappp.sim.addressing import Grant
+    from larappp.sim.network import SimNetwork
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,19 @@ class ModulePppSession(DataSession):
     def handle_timer(self, now: float) -> None:
         self._opening = False
         self.link.handle_timer(now)
+        self._process()
+
+    # -- faults (larappp.sim.control) ----------------------------------------------------------
+    def renegotiate(self, family: int, now: float) -> None:
+        """The module renegotiates IPCP (4) or IPV6CP (6) while LCP stays up: its side of the
+        NCP goes down and sends a new Configure-Request (RFC 1661 Down then Up in Opened)."""
+        ncp = self.link.ipcp if family == 4 else self.link.ipv6cp
+        if ncp is None:
+            raise ValueError(f"the call negotiates no {'IPCP' if family == 4 else 'IPV6CP'}")
+        self._opening = False
+        ncp.down(now, "the module renegotiates")
+        ncp.up(now)
+        self.link.handle_timer(now)  # settles the link's bookkeeping of the NCP
         self._process()
 
     # -- network -------------------------------------------------------------------------------

@@ -262,6 +262,6 @@ class ContextAddresses:
 def address_plan(cid: int) -> ContextAddresses:
     """The deterministic addresses the simulated network gives context `cid`: the same
     plan the network side (larappp.sim.network) routes, so +CGCONTRDP and PPP agree."""
-    from larappp.sim.network import AddressPlan
+    from larappp.sim.addressing import AddressPlan
 
     return AddressPlan().context_addresses(cid)

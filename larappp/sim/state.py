@@ -133,6 +133,11 @@ class Call:
     cid: int
     session: DataSession
     started_at: float
+    #: A silent peer (a fault): nothing passes between the port and the session until then.
+    silent_until: float | None = None
+
+    def silent(self, now: float) -> bool:
+        return self.silent_until is not None and now < self.silent_until
 
 
 class PortState:

@@ -23,7 +23,8 @@ from pyroute2 import netns as pyroute2_netns
 from larappp.errors import ConfigError, NetworkSetupError
 from larappp.proto import ip
 from larappp.proto.ipv6 import ndp
-from larappp.sim.network import DTE_IID, AddressPlan, SimNetwork
+from larappp.sim.addressing import DTE_IID, AddressPlan
+from larappp.sim.network import SimNetwork
 from larappp.transport.netns import call_in_netns, create_netns, delete_netns, run_in_netns
 
 pytestmark = [

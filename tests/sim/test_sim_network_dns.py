@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from scapy.layers.dns import DNS, DNSQR, DNSRROPT
 
 from larappp.errors import NetworkSetupError
+from larappp.sim.addressing import AddressPlan
 from larappp.sim.dnsserver import (
     RCODE_NOERROR,
     RCODE_NOTIMP,
@@ -30,7 +31,6 @@ from larappp.sim.dnsserver import (
     parse_query,
     respond,
 )
-from larappp.sim.network import AddressPlan
 
 ZONE = AddressPlan().zone()
 SERVER_V4 = IPv4Address("198.51.100.1")

@@ -16,14 +16,9 @@ import pytest
 from larappp.errors import ConfigError, NetworkSetupError
 from larappp.proto import ip
 from larappp.proto.ipv6 import ndp
-from larappp.sim.network import (
-    DTE_IID,
-    MODULE_IID,
-    AddressPlan,
-    RouterSettings,
-    SessionPort,
-    SimNetwork,
-)
+from larappp.sim.addressing import DTE_IID, MODULE_IID, AddressPlan, RouterSettings
+from larappp.sim.network import SimNetwork
+from larappp.sim.pdn import SessionPort
 
 PLAN = AddressPlan()
 SERVER4 = "198.51.100.1"

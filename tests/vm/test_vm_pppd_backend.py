@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from larappp.sim.network import AddressPlan
+from larappp.sim.addressing import AddressPlan
 from larappp.sim.scenario import Scenario
 from larappp.sim.state import AuthSetting
 from tests.vm.qemu import PppdVm, VmArtifacts, running_simulator

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from larappp.sim.network import AddressPlan
+from larappp.sim.addressing import AddressPlan
 from larappp.sim.scenario import Scenario
 from tests.vm.qemu import PppdVm, VmArtifacts, pppd_guest_script, running_simulator
 
