@@ -26,10 +26,11 @@ FORBIDDEN = frozenset({
 
 PURE_PACKAGES = ("proto", "lara_r6", "sim")
 
-#: The simulator's I/O side: port servers, operator network, DNS server, runner, CLI, and
-#: the module-side PPP pump (it logs).
+#: The simulator's I/O side: port servers, operator network, DNS server, runner, CLI,
+#: the fault control socket, and the module-side PPP pump (it logs).
 SIM_IO_SIDE = frozenset({
-    "__init__.py", "cli.py", "dnsserver.py", "network.py", "ports.py", "ppp.py", "runner.py",
+    "__init__.py", "cli.py", "control.py", "dnsserver.py", "network.py", "ports.py", "ppp.py",
+    "runner.py",
 })  # fmt: skip
 
 #: What a pure file may import from larappp itself: other pure code and the error types.
