@@ -1,8 +1,10 @@
 """Faults injected into a running simulator: a Python object and a control socket for it.
 
 Each fault, what it does on the wire, and how to call it (Python on a started
-`Simulator`: `sim.control.<method>`; the socket: one JSON object per line to
-`larappp sim --control PATH` (default `<pty dir>/control.sock`), answered by one JSON
+`Simulator`, from its event loop: `sim.control.<method>`, e.g. the supervisor's
+in-process simulator as `supervisor.simulator.control`; the socket: one JSON object per line to
+`larappp sim --control PATH` (default `<pty dir>/control.sock`; the daemon's
+in-process simulator: `<runtime_dir>/sim/control.sock`), answered by one JSON
 line `{"ok": true, ...}` or `{"ok": false, "error": "..."}`; the command line:
 `larappp sim fault [--socket PATH] <fault> [options]`):
 
@@ -29,8 +31,8 @@ line `{"ok": true, ...}` or `{"ok": false, "error": "..."}`; the command line:
   unregistered (`AT+CEREG?` reads 0, then 2, then 1), echo on, contexts down.
   `control.reboot(seconds=2)` / `{"fault": "reboot", "seconds": 2}` / `fault reboot`
 - unplug: the ports vanish for `seconds` (USB re-enumeration) and come back under
-  the same names; the module itself stays registered. Calls end (their contexts
-  deactivated, as on a DTR drop).
+  the same names; the module itself stays registered. Calls end without a word
+  (their contexts deactivated as on a DTR drop, except CID 1, the default bearer).
   `control.unplug(3)` / `{"fault": "unplug", "seconds": 3}` / `fault unplug --seconds 3`
 - renegotiate: an NCP renegotiates while LCP stays up: the module sends an IPCP (4)
   or IPV6CP (6) Configure-Request on the call's port (its side of the NCP goes
@@ -79,7 +81,10 @@ MAX_REQUEST = 4096
 
 
 class SimControl:
-    """The faults of one running Simulator as Python calls (see the module docstring)."""
+    """The faults of one running Simulator as Python calls (see the module docstring).
+
+    Each method returns what the socket answers besides "ok" and raises FaultError when
+    the fault cannot apply now (no such call, module not running, no network...)."""
 
     def __init__(self, simulator: Simulator) -> None:
         self.simulator = simulator
