@@ -24,13 +24,14 @@ from typing import Any, TypeVar
 import pytest
 from pyroute2 import netns as pyroute2_netns
 
+from larappp.cli import main as larappp_main
 from larappp.errors import PortError
 from larappp.proto.ipv6 import ndp
 from larappp.proto.ppp import events as ev
 from larappp.proto.ppp.link import LinkConfig, PppLink
 from larappp.sim import Simulator
-from larappp.sim.cli import fault_main
 from larappp.sim.control import request
+from larappp.sim.faults import FaultError
 from larappp.sim.network import OWNER_DIR, SimNetwork
 from larappp.sim.scenario import Scenario
 from larappp.transport.netns import delete_netns
@@ -191,7 +192,8 @@ def test_reboot_and_unplug_take_the_port_links_away_and_bring_them_back(tmp_path
             await data.command("ATD*99***1#", b"CONNECT\r\n")
             # The command line tool, as a user would run it (in a thread: it blocks).
             assert sim.control_path is not None
-            status = await asyncio.to_thread(fault_main, ["--socket", sim.control_path, "unplug", "--seconds", "1"])
+            argv = ["sim", "fault", "--socket", sim.control_path, "unplug", "--seconds", "1"]
+            status = await asyncio.to_thread(larappp_main, argv)
             assert status == 0
             await wait_for(lambda: not os.path.lexists(link))
             data.close()
@@ -211,6 +213,27 @@ def test_reboot_and_unplug_take_the_port_links_away_and_bring_them_back(tmp_path
                 # Back unregistered: searching, then registered again.
                 assert (await data.command("AT+CEREG?")).startswith(b"\r\n+CEREG: 0,")
                 await wait_for(lambda: sim.module.registered)
+            finally:
+                data.close()
+
+    run(scenario)
+
+
+def test_the_same_faults_in_process_without_the_socket(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pty_dir = tmp_path / "sim"
+        async with Simulator(FAST, pty_dir=str(pty_dir), control_path=None) as sim:
+            assert sim.control_path is None and not (pty_dir / "control.sock").exists()
+            await wait_for(lambda: sim.module.registered)
+            data = Pty(sim.pty_paths[1])
+            try:
+                await data.command("ATD*99***1#", b"CONNECT\r\n")
+                assert sim.control.silence(cid=1, seconds=30) == {"port": 1, "cid": 1}
+                assert sim.control.status()["ports"][1] == {"port": 1, "mode": "data", "cid": 1, "silent": True}
+                assert sim.control.drop(port=1) == {"port": 1, "cid": 1}
+                assert await data.read_until(NO_CARRIER) == NO_CARRIER
+                with pytest.raises(FaultError, match="no data call is up"):
+                    sim.control.drop()
             finally:
                 data.close()
 
