@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import serial
 from pyroute2 import netns as pyroute2_netns
 
 from larappp.cli import main as larappp_main
@@ -149,6 +150,38 @@ def test_drop_through_the_socket_puts_no_carrier_on_the_data_port(tmp_path: Path
             assert await data.command("ATD*99***1#", b"CONNECT\r\n") == b"\r\nCONNECT\r\n"
             answer = await fault(sim, fault="drop", cid=3)
             assert answer == {"ok": False, "error": "no data call is up on cid 3"}
+
+    run(scenario)
+
+
+def test_drop_on_rfc2217_turns_dcd_off(tmp_path: Path) -> None:
+    def until(ser: serial.SerialBase, marker: bytes) -> bytes:
+        data = b""
+        deadline = time.monotonic() + 5
+        while marker not in data and time.monotonic() < deadline:
+            data += ser.read(ser.in_waiting or 1)
+        return data
+
+    def dcd_becomes(ser: serial.SerialBase, on: bool) -> bool:
+        deadline = time.monotonic() + 5
+        while ser.cd != on and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return ser.cd == on
+
+    async def scenario() -> None:
+        control = str(tmp_path / "control.sock")
+        async with Simulator(FAST, pty_dir=None, rfc2217_base_port=0, control_path=control) as sim:
+            await wait_for(lambda: sim.module.registered)
+            ser = await asyncio.to_thread(serial.serial_for_url, sim.rfc2217_urls[1], timeout=0.05)
+            try:
+                ser.write(b"ATD*99***1#\r")
+                assert (await asyncio.to_thread(until, ser, b"CONNECT\r\n")).endswith(b"CONNECT\r\n")
+                assert await asyncio.to_thread(dcd_becomes, ser, True)
+                assert (await asyncio.to_thread(request, control, {"fault": "drop", "cid": 1}))["ok"]
+                assert await asyncio.to_thread(until, ser, NO_CARRIER) == NO_CARRIER
+                assert await asyncio.to_thread(dcd_becomes, ser, False)
+            finally:
+                await asyncio.to_thread(ser.close)
 
     run(scenario)
 

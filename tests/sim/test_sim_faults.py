@@ -75,7 +75,9 @@ def test_drop_sends_no_carrier_and_nothing_else_and_keeps_the_context(dte: Dte) 
     assert dte.module.data_to_send(1) == NO_CARRIER
     assert dte.module.ports[1].mode == COMMAND
     assert session.closed_reason == "network-drop"
-    assert CallEnded(1, 2, "network-drop") in dte.events()
+    events = dte.events()
+    assert CallEnded(1, 2, "network-drop") in events
+    assert ModemLinesChanged(1, cts=True, dsr=True, dcd=False) in events  # DCD off
     assert 2 in dte.module.ram.contexts  # the PDN connection survives a dropped call
     session.inject(b"late")
     assert dte.module.data_to_send(1) == b""
