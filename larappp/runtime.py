@@ -1,6 +1,6 @@
 """The daemon's files: its directories, the lock, the pid file, state.json and the host record.
 
-- Directories (`runtime_dir`, `state_dir`) are created 0700/0755 owned by us, and refused
+- Directories are created owned by us (`runtime_dir` 0755, `state_dir` 0700), and refused
   when they exist with another owner or are group/world-writable.
 - `larappp.lock` is flock'ed by the running daemon for its whole life and never renamed or
   removed: the lock, not a pid from a file, says whether a daemon runs. `larappp.pid`
@@ -55,7 +55,7 @@ def ensure_dir(path: str | Path, *, key: str, mode: int = 0o700) -> Path:
         os.makedirs(directory, mode=mode, exist_ok=True)
         info = os.lstat(directory)
     except OSError as exc:
-        raise RuntimeDirError(f"{key} {directory} cannot be created ({_why(exc, directory)}): set {key} to a directory root can create") from None
+        raise RuntimeDirError(f"{key} {directory} cannot be created ({_why(exc, directory)}): set {key} to a directory larappp can create") from None
     if not stat.S_ISDIR(info.st_mode):
         raise RuntimeDirError(f"{key} {directory} is a symbolic link or not a directory: set {key} to a real directory")
     if info.st_uid != os.geteuid():

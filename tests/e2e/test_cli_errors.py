@@ -44,7 +44,7 @@ def test_a_runtime_dir_that_cannot_be_created_is_one_line(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert line == (
         f"larappp: modem.runtime_dir {tmp_path}/file/run cannot be created ({tmp_path}/file is a file): "
-        "set modem.runtime_dir to a directory root can create"
+        "set modem.runtime_dir to a directory larappp can create"
     )
 
 
