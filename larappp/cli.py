@@ -102,7 +102,7 @@ def _prepare_runtime(config: Config) -> tuple[runtime.RuntimePaths, int]:
 def _left_by_killed_daemon(paths: runtime.RuntimePaths) -> bool:
     """A pid file or host record outlives only a larappp that did not get to tear down."""
     state = runtime.read_json(paths.state) or {}
-    return paths.pid.exists() or paths.host_record.exists() or state.get("state") not in (None, "down", "failed")
+    return paths.pid.exists() or paths.host_record.exists() or state.get("state") not in (None, *runtime.ENDED_STATES)
 
 
 def _clean_after_killed_daemon(paths: runtime.RuntimePaths, config: Config) -> bool:
@@ -401,12 +401,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = runtime.read_json(paths.state)
     if state is None:
         state = {"state": "down", "sessions": []}
-    elif not running and state.get("state") not in ("down", "failed"):
+    elif not running and state.get("state") not in runtime.ENDED_STATES:
         # The lock is free: the process is gone (or a zombie), whatever its pid or state says.
         state["state"] = "dead"
         state["error"] = f"larappp (pid {state.get('pid', '?')}) ended without tearing down: run 'larappp down' to remove what it left"
         for session in state.get("sessions") or []:
-            if session.get("state") not in ("down", "failed"):
+            if session.get("state") not in runtime.ENDED_STATES:
                 session["state"] = "dead"
     _print_status(state, as_json=args.json)
     return status_exit_code(state, running)

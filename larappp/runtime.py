@@ -36,6 +36,10 @@ LOG_FILE = "larappp.log"
 #: larappp killed with SIGKILL can be cleaned up after by the next `up` or `down`
 HOST_RECORD_FILE = "host.json"
 
+#: the states a daemon (or a session) writes when it ended by itself, having torn down;
+#: any other state in a state file whose daemon is gone means it was killed
+ENDED_STATES = ("down", "failed", "given-up")
+
 log = logging.getLogger(__name__)
 
 

@@ -284,3 +284,13 @@ def test_down_trusts_no_host_record_in_a_directory_others_can_write(larappp: Lar
     assert down.returncode == 0, down.stderr
     assert victim.read_text() == "precious\n"
     assert "host.json" not in larappp.files()
+
+
+def test_a_daemon_that_gave_up_by_itself_is_not_taken_for_a_killed_one(larappp: Larappp) -> None:
+    larappp.run_dir.mkdir(mode=0o755)
+    ended = {"pid": 1, "state": "given-up", "error": "maxfail = 2 reached", "sessions": [{"cid": 1, "apn": "internet", "port": "p", "state": "given-up"}]}
+    (larappp.run_dir / "state.json").write_text(json.dumps(ended))
+    code, state = larappp.status()
+    assert code == STATUS_DOWN and state["state"] == "given-up" and state["error"] == "maxfail = 2 reached"
+    down = larappp.run("down")
+    assert down.returncode == 0 and down.stdout.strip() == "larappp is not running" and down.stderr == ""
