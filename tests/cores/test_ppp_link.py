@@ -24,6 +24,7 @@ from larappp.proto.ppp.events import (
     ProtocolRejected,
 )
 from larappp.proto.ppp.fsm import State, control_packet, parse_control_packet
+from larappp.proto.ppp.lcp import ECHO_INTERVAL
 from larappp.proto.ppp.link import LinkConfig, Phase, PppLink
 
 HOST = LinkConfig(username="alice", password="s3cret-pw")
@@ -112,11 +113,11 @@ def test_discard_identification_and_unknown_codes(byte_by_byte: bool) -> None:
 @BOTH
 def test_code_reject_of_echo_stops_the_keepalive(byte_by_byte: bool) -> None:
     host, _ = opened_pair()
-    assert host.get_timer() == 30.0
-    host.handle_timer(30.0)
+    assert host.get_timer() == ECHO_INTERVAL  # the first echo went out at once, answered
+    host.handle_timer(ECHO_INTERVAL)
     ((_, echo),) = sent_frames(host)
     assert echo[0] == 9
-    feed(host, wire(frame.LCP, control_packet(7, 3, echo)), byte_by_byte, 31.0)
+    feed(host, wire(frame.LCP, control_packet(7, 3, echo)), byte_by_byte, ECHO_INTERVAL + 1)
     assert host.get_timer() is None
     assert host.lcp.state is State.OPENED
 

@@ -23,8 +23,10 @@ from larappp.proto.ppp.events import (
     IpcpOpened,
     Ipv6cpOpened,
     LinkEvent,
+    LinkLooped,
     LinkOpened,
     LinkTerminated,
+    ModemLeftDataMode,
     NetworkProtocolClosed,
     PacketReceived,
     ProtocolRejected,
@@ -330,15 +332,26 @@ def test_echo_keeps_a_healthy_link_up(byte_by_byte: bool) -> None:
 def test_echo_timeout_when_the_peer_goes_silent(byte_by_byte: bool) -> None:
     pair = LinkPair(byte_by_byte)
     pair.open()
+    # echoes go out every 5 s from the link's start; the one at 45 s is answered
     pair.run(until=45)
     pair.to_host.append(lambda stuffed: False)  # the module's side of the line goes dead
-    pair.run(until=400)
+    # the echoes of 50, 55 and 60 s go unanswered: 3 x 5 s after the first of them, it is over
+    pair.run(until=64.9)
+    assert not pair.host.terminated and pair.host.is_open(4)
+    pair.run(until=65.0)
     timed_out = pair.first("host", EchoTimedOut)
-    assert timed_out == EchoTimedOut(4)
+    assert timed_out == EchoTimedOut(3)
     terminated = pair.first("host", LinkTerminated)
-    assert isinstance(terminated, LinkTerminated) and "Echo-Requests" in terminated.reason
+    assert isinstance(terminated, LinkTerminated) and "Echo-Requests in 15 s" in terminated.reason
+    assert terminated.lost == "echo-timeout"
     assert pair.host.terminated and pair.host.phase is Phase.DEAD
     assert pair.host.get_timer() is None
+    # the families went down with it, and no Terminate-Request went to a peer that is gone
+    closed = [e for e in pair.events["host"] if isinstance(e, NetworkProtocolClosed)]
+    assert sorted(e.family for e in closed) == [4, 6]
+    # the module heard nothing either (no Terminate-Request): its own echoes timed out
+    module_end = pair.first("module", LinkTerminated)
+    assert isinstance(module_end, LinkTerminated) and module_end.lost == "echo-timeout"
 
 
 # -- termination --------------------------------------------------------------------------
@@ -589,3 +602,175 @@ def test_looped_back_line_is_detected(byte_by_byte: bool) -> None:
     assert "looped back" in events[-1].reason
     assert "LinkOpened" not in [type(e).__name__ for e in events]
     assert now < 10
+
+
+# -- the link lost under PPP: looped back, the module in command mode, the line gone ------
+
+
+def host_echoes_to_itself(pair: LinkPair) -> None:
+    """From now on the module is in command mode with echo on: it returns what it gets."""
+    original = pair.deliver
+
+    def deliver(data: bytes, target: PppLink, filters: list[FrameFilter]) -> None:
+        if target is pair.module:
+            target = pair.host  # the host's octets come back to it
+        elif target is pair.host:
+            return  # the module's PPP side is gone
+        original(data, target, [])
+
+    pair.deliver = deliver  # type: ignore[method-assign]
+
+
+def test_own_echo_request_coming_back_is_a_lost_link(byte_by_byte: bool) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.open()
+    pair.run(until=12)
+    host_echoes_to_itself(pair)
+    pair.run(until=14.9)
+    assert not pair.host.terminated
+    pair.run(until=15.0)  # the next Echo-Request comes straight back
+    looped = pair.first("host", LinkLooped)
+    assert isinstance(looped, LinkLooped) and "Echo-Request" in looped.evidence
+    terminated = pair.first("host", LinkTerminated)
+    assert isinstance(terminated, LinkTerminated) and terminated.lost == "looped-back"
+    assert "looped back" in terminated.reason
+    kinds = pair.kinds("host")
+    assert kinds.index("LinkLooped") < kinds.index("NetworkProtocolClosed") < kinds.index(
+        "LinkTerminated"
+    )
+    assert pair.host.lcp.echo_replies == pair.module.lcp.echo_replies  # none from itself
+    assert pair.host.terminated and pair.host.data_to_send() == b""
+
+
+def test_own_echo_reply_coming_back_is_a_lost_link(byte_by_byte: bool) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.open()
+    magic = pair.host.lcp.magic.to_bytes(4, "big")
+    reply = control_packet(10, 7, magic)
+    pair.deliver(HdlcEncoder().encode(frame.build_frame(frame.LCP, reply)), pair.host, [])
+    pair.collect()
+    looped = pair.first("host", LinkLooped)
+    assert isinstance(looped, LinkLooped) and "Echo-Reply" in looped.evidence
+    assert pair.first("host", LinkTerminated) == LinkTerminated(
+        pair.host.lcp.reason, "looped-back"
+    )
+
+
+def test_peer_echoes_with_its_own_magic_are_no_loop(byte_by_byte: bool) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.open()
+    pair.run(until=60)
+    assert "LinkLooped" not in pair.kinds("host") + pair.kinds("module")
+    assert pair.host.lcp.echo_replies == 13  # at 0, 5, ... 60 s
+    assert_fully_open(pair)
+
+
+def test_without_magic_numbers_nothing_is_taken_for_a_loop(byte_by_byte: bool) -> None:
+    pair = LinkPair(
+        byte_by_byte,
+        replace(HOST, magic_number=False),
+        replace(MODULE, magic_number=False),
+    )
+    pair.open()
+    pair.run(until=20)
+    assert pair.host.lcp.magic == 0
+    assert "LinkLooped" not in pair.kinds("host")
+    assert_fully_open(pair)
+
+
+def test_own_configure_request_coming_back_ends_at_once(byte_by_byte: bool) -> None:
+    link = PppLink("host", HOST, 0.0, random.Random(21))
+    link.open(0.0)
+    feed(link, link.data_to_send(), byte_by_byte, 0.0)
+    events = []
+    while (event := link.next_event()) is not None:
+        events.append(event)
+    assert [type(e).__name__ for e in events] == ["LinkLooped", "LinkTerminated"]
+    assert events[0] == LinkLooped("our own Configure-Request came back")
+    assert isinstance(events[1], LinkTerminated) and events[1].lost == "looped-back"
+    assert link.data_to_send() == b""  # no Terminate-Request into the loop
+
+
+@pytest.mark.parametrize("result", ["NO CARRIER", "ERROR", "OK"])
+def test_result_code_from_the_module_ends_the_link_at_once(
+    byte_by_byte: bool, result: str
+) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.open()
+    pair.run(until=7)
+    packet = bytes.fromhex("4500001c000000004001") + bytes(18)
+    assert pair.module.send_packet(4, packet)
+    # the module's last frame and its result code in one read, as after a network drop
+    pair.deliver(pair.module.data_to_send() + f"\r\n{result}\r\n".encode(), pair.host, [])
+    pair.collect()
+    assert pair.first("host", PacketReceived) == PacketReceived(4, packet)
+    assert pair.first("host", ModemLeftDataMode) == ModemLeftDataMode(result)
+    terminated = pair.first("host", LinkTerminated)
+    assert isinstance(terminated, LinkTerminated) and terminated.lost == "left-data-mode"
+    assert result in terminated.reason
+    closed = [e for e in pair.events["host"] if isinstance(e, NetworkProtocolClosed)]
+    assert sorted(e.family for e in closed) == [4, 6]
+    assert all(result in e.reason for e in closed)
+    assert pair.host.data_to_send() == b""  # nothing more for the command line
+    assert pair.host.get_timer() is None
+    assert not pair.host.send_packet(4, packet)
+
+
+def test_no_carrier_instead_of_negotiation(byte_by_byte: bool) -> None:
+    link = PppLink("host", HOST, 0.0, random.Random(3))
+    link.open(0.0)
+    link.data_to_send()
+    feed(link, b"\r\nNO CARRIER\r\n", byte_by_byte, 0.5)
+    assert drain_events(link) == [
+        ModemLeftDataMode("NO CARRIER"),
+        LinkTerminated(
+            "the module left data mode: it sent NO CARRIER between the PPP frames",
+            "left-data-mode",
+        ),
+    ]
+
+
+def test_result_codes_inside_ip_packets_are_carried(byte_by_byte: bool) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.open()
+    packet = bytes.fromhex("4500001c000000004011") + bytes(10) + b"\r\nNO CARRIER\r\n\r\nOK\r\n"
+    for _ in range(3):
+        assert pair.module.send_packet(4, packet)
+    pair.pump()
+    assert pair.kinds("host").count("PacketReceived") == 3
+    assert "ModemLeftDataMode" not in pair.kinds("host")
+    assert_fully_open(pair)
+
+
+def test_module_role_ignores_result_code_text(byte_by_byte: bool) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.open()
+    pair.deliver(b"\r\nOK\r\n", pair.module, [])
+    pair.collect()
+    assert "ModemLeftDataMode" not in pair.kinds("module")
+    assert_fully_open(pair)
+
+
+@pytest.mark.parametrize("moment", [0.0, 100.0])
+def test_lower_layer_lost_ends_the_link_in_any_phase(byte_by_byte: bool, moment: float) -> None:
+    pair = LinkPair(byte_by_byte)
+    if moment:
+        pair.open()
+        pair.run(until=moment)
+    else:
+        pair.host.open(0.0)  # still negotiating
+    pair.host.lower_layer_lost(pair.now, "DCD dropped")
+    pair.collect()
+    assert pair.first("host", LinkTerminated) == LinkTerminated("DCD dropped", "lower-layer-down")
+    assert pair.host.terminated and pair.host.data_to_send() == b""
+    pair.host.lower_layer_lost(pair.now, "again")  # once is enough
+    pair.host.close(pair.now, "larappp down")
+    pair.collect()
+    assert pair.kinds("host").count("LinkTerminated") == 1
+
+
+def drain_events(link: PppLink) -> list[LinkEvent]:
+    events = []
+    while (event := link.next_event()) is not None:
+        events.append(event)
+    return events

@@ -69,10 +69,20 @@ class Ipv6cpOpened:
 
 @dataclass(frozen=True, slots=True)
 class NetworkProtocolClosed:
-    """An NCP (IPCP, IPV6CP) left Opened or gave up before reaching it."""
+    """An NCP (IPCP, IPV6CP) left Opened or gave up before reaching it.
+
+    While LCP stays up the NCP may open again (the peer renegotiates it): undo that
+    family's addresses, routes and DNS at once; the next IpcpOpened or Ipv6cpOpened
+    sets them again (an IPV6CP reopening may bring a new interface identifier).
+    """
 
     protocol: str
     reason: str
+
+    @property
+    def family(self) -> int:
+        """The IP family (4 or 6) this NCP carries."""
+        return 6 if self.protocol.upper() == "IPV6CP" else 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +112,45 @@ class EchoTimedOut:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkLooped:
+    """Our own LCP packet came back (RFC 1661 §6.4 magic number): the line is looped back.
+
+    With a cellular module this means it left data mode and echoes our frames on its
+    command line: the link is lost, whatever keeps arriving.
+    """
+
+    evidence: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModemLeftDataMode:
+    """A final result code (NO CARRIER, ERROR, OK...) arrived outside the PPP frames."""
+
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
 class LinkWentDown:
     """LCP left Opened to renegotiate (the peer sent a new Configure-Request)."""
 
     reason: str
 
 
+#: LinkTerminated.lost: why a link ended without a Terminate exchange with its peer
+LOST_CAUSES = ("looped-back", "left-data-mode", "echo-timeout", "lower-layer-down")
+
+
 @dataclass(frozen=True, slots=True)
 class LinkTerminated:
-    """The link is finished (LCP This-Layer-Finished); the line can be hung up."""
+    """The link is finished (LCP This-Layer-Finished); the line can be hung up.
+
+    `lost` is None when the link ended by negotiation (either side closed it, or it never
+    opened) and one of LOST_CAUSES when it was lost: then no Terminate-Request was sent,
+    and after "looped-back" and "left-data-mode" the module is already in command mode.
+    """
 
     reason: str
+    lost: str | None = None
 
 
 LinkEvent = (
@@ -125,6 +163,8 @@ LinkEvent = (
     | ProtocolRejected
     | PacketReceived
     | EchoTimedOut
+    | LinkLooped
+    | ModemLeftDataMode
     | LinkWentDown
     | LinkTerminated
 )

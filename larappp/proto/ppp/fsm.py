@@ -356,8 +356,11 @@ class ControlProtocol(Generic[S]):
     def send_echo_reply(self, now: float) -> None:
         """ser: answer the Echo-Request just received (LCP only)."""
 
-    def receive_other_code(self, code: int, identifier: int, data: bytes, now: float) -> Event:
-        """The event for a code beyond 1-7: RUC unless a protocol knows the code (LCP)."""
+    def receive_other_code(
+        self, code: int, identifier: int, data: bytes, now: float
+    ) -> Event | None:
+        """The event for a code beyond 1-7: RUC unless a protocol knows the code (LCP);
+        None to discard the packet without an event."""
         return Event.RUC
 
     def code_reject_is_catastrophic(self, rejected_code: int) -> bool:

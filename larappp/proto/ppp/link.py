@@ -28,6 +28,7 @@ from larappp.proto.ppp.auth import (
     PapPeer,
     SecretLookup,
 )
+from larappp.proto.ppp.datamode import DataModeWatcher
 from larappp.proto.ppp.events import (
     AuthFailed,
     AuthSucceeded,
@@ -35,9 +36,11 @@ from larappp.proto.ppp.events import (
     IpcpOpened,
     Ipv6cpOpened,
     LinkEvent,
+    LinkLooped,
     LinkOpened,
     LinkTerminated,
     LinkWentDown,
+    ModemLeftDataMode,
     NetworkProtocolClosed,
     PacketReceived,
     ProtocolRejected,
@@ -53,7 +56,16 @@ from larappp.proto.ppp.fsm import (
 )
 from larappp.proto.ppp.ipcp import UNSPECIFIED, Ipcp, IpcpConfig
 from larappp.proto.ppp.ipv6cp import IID_LENGTH, Ipv6cp, Ipv6cpConfig
-from larappp.proto.ppp.lcp import AUTH_METHODS, LOOPBACK_LIMIT, MAX_MRU, MIN_MRU, Lcp, LcpConfig
+from larappp.proto.ppp.lcp import (
+    AUTH_METHODS,
+    ECHO_FAILURES,
+    ECHO_INTERVAL,
+    LOOPBACK_LIMIT,
+    MAX_MRU,
+    MIN_MRU,
+    Lcp,
+    LcpConfig,
+)
 from larappp.proto.ppp.options import RandomSource
 
 Role = Literal["host", "module"]
@@ -111,9 +123,12 @@ class LinkConfig:
     max_configure: int = MAX_CONFIGURE
     max_terminate: int = MAX_TERMINATE
     max_failure: int = MAX_FAILURE
-    echo_interval: float | None = 30.0
-    echo_failures: int = 4
+    #: LCP keepalive (pppd's lcp-echo-interval and lcp-echo-failure); None: no echoes
+    echo_interval: float | None = ECHO_INTERVAL
+    echo_failures: int = ECHO_FAILURES
     loopback_limit: int = LOOPBACK_LIMIT
+    #: look for the module's result codes between frames (host role only: a DTE gets them)
+    watch_result_codes: bool = True
 
     def __post_init__(self) -> None:
         if not MIN_MRU <= self.mru <= MAX_MRU:
@@ -137,6 +152,8 @@ class LinkConfig:
             raise ConfigError("PPP restart_interval, max_configure and max_terminate must be > 0")
         if self.echo_interval is not None and self.echo_interval <= 0:
             raise ConfigError("PPP echo_interval must be positive, or None to disable echoes")
+        if self.echo_failures < 1:
+            raise ConfigError("PPP echo_failures must be at least 1")
 
 
 @dataclass
@@ -189,6 +206,11 @@ class PppLink:
         self._decoder = HdlcDecoder(
             DEFAULT_ACCM, max_frame_length=max(config.mru, 1500) + _HEADER_SLACK
         )
+        self._watcher = (
+            DataModeWatcher() if role == "host" and config.watch_result_codes else None
+        )
+        #: (reason, cause) once the link was lost without a Terminate exchange
+        self._lost: tuple[str, str] | None = None
         self._lcp_encoder = HdlcEncoder(DEFAULT_ACCM)  # RFC 1662 §7.1: LCP always escapes all
         self._encoder = HdlcEncoder(DEFAULT_ACCM)
         self._control_header_prefix = frame.ADDRESS_CONTROL
@@ -266,6 +288,26 @@ class PppLink:
             self._finish(reason)
         self._settle(now)
 
+    def lower_layer_lost(self, now: float, reason: str, cause: str = "lower-layer-down") -> None:
+        """The line under PPP is gone (carrier lost, module back in command mode, peer
+        silent): end the link at once, without a Terminate-Request nobody would read.
+
+        The NCPs report NetworkProtocolClosed, then LinkTerminated(reason, lost=cause).
+        """
+        self._tick(now)
+        if self._terminated:
+            return
+        self._lost = (reason, cause)
+        lcp = self._lcp
+        if lcp.state not in (State.INITIAL, State.STARTING):
+            lcp.down(now, reason)  # tld from Opened: the NCPs go down with it
+        if not self._terminated:
+            lcp.close(now, reason)  # Starting: tlf, which finishes the link
+        if not self._terminated:
+            self._finish(reason)
+        self._deferred.clear()
+        self._out.clear()  # the module is not reading PPP any more: send it nothing
+
     # -- time ------------------------------------------------------------------------
     def _tick(self, now: float | None) -> float:
         if now is not None and now > self._now:
@@ -300,8 +342,17 @@ class PppLink:
         """Feed octets read from the line (any chunking); `now` defaults to the last time seen."""
         now = self._tick(now)
         frames = self._decoder.receive_data(data)
-        if self._terminated or not frames:
+        result = self._watcher.receive_data(data) if self._watcher is not None else None
+        if self._terminated:
             return
+        if frames:
+            self._receive_frames(frames, now)
+        if result is not None and not self._terminated:
+            self._events.append(ModemLeftDataMode(result))
+            reason = f"the module left data mode: it sent {result} between the PPP frames"
+            self.lower_layer_lost(now, reason, "left-data-mode")
+
+    def _receive_frames(self, frames: list[bytes], now: float) -> None:
         events = self._events
         for received in frames:
             # the data path first: address/control (or not), then a one- or two-octet protocol
@@ -421,8 +472,23 @@ class PppLink:
         self._deferred.append(lambda when: self._stop_ncp(ncp, when, reason))
 
     def echo_timed_out(self, unanswered: int, now: float) -> None:
-        """LCP gave up on the peer's echoes (it closes the link itself)."""
+        """LCP gave up on the peer's echoes: the link is lost."""
         self._events.append(EchoTimedOut(unanswered))
+        interval = self.config.echo_interval or 0.0
+        reason = (
+            f"LCP: the peer answered none of {unanswered} Echo-Requests in "
+            f"{unanswered * interval:g} s; the line or the module is gone"
+        )
+        self._deferred.append(lambda when: self.lower_layer_lost(when, reason, "echo-timeout"))
+
+    def link_looped(self, evidence: str, now: float) -> None:
+        """LCP saw its own packet come back: the link is lost."""
+        self._events.append(LinkLooped(evidence))
+        reason = (
+            f"LCP: the line is looped back ({evidence}); the module is not in data mode "
+            "or echoes what it receives"
+        )
+        self._deferred.append(lambda when: self.lower_layer_lost(when, reason, "looped-back"))
 
     # -- LCP and NCP layer events ------------------------------------------------------
     def _lcp_signal(self, signal: LayerSignal, now: float) -> None:
@@ -452,14 +518,15 @@ class PppLink:
             self._reset_framing()
             self._auth = []
             self._auth_reported = set()
-            if lcp.state in (State.CLOSING, State.STOPPING):
+            if lcp.state in (State.CLOSING, State.STOPPING) or self._lost is not None:
                 self._phase = Phase.TERMINATE
             else:
                 self._phase = Phase.ESTABLISH
                 self._events.append(LinkWentDown("LCP: the peer renegotiated the link"))
+            why = self._lost[0] if self._lost is not None else "LCP went down"
             for ncp in self._ncps:
                 if ncp.state not in (State.INITIAL, State.STARTING):
-                    ncp.down(now, "LCP went down")
+                    ncp.down(now, why)
         elif signal is LayerSignal.FINISHED:
             self._finish(lcp.reason or "LCP finished")
 
@@ -468,7 +535,7 @@ class PppLink:
         self._ipv4_open = self._ipv6_open = False
         self._auth = []
         self._terminated = True
-        self._events.append(LinkTerminated(reason))
+        self._events.append(LinkTerminated(reason, self._lost[1] if self._lost else None))
 
     def _reset_framing(self) -> None:
         self._encoder.accm = DEFAULT_ACCM
