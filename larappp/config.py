@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from larappp.errors import ConfigError
+from larappp.proto.ppp.lcp import ECHO_FAILURES, ECHO_INTERVAL
 
 SIM_PORT = "sim"
 TEARDOWN_METHODS = ("lcp", "dtr", "escape", "ath")
@@ -30,6 +31,9 @@ XLAT_MODES = ("auto", "off")
 DEFAULT_CONFIG_PATH = Path("/etc/larappp/larappp.toml")
 #: the longest wait before a redial, however often it failed (the hold-off doubles up to this)
 HOLDOFF_MAX_S = 60.0
+#: the LCP echo interval's range in seconds (0 turns the keepalive off, as in pppd)
+LCP_ECHO_INTERVAL_RANGE = (1.0, 3600.0)
+LCP_ECHO_FAILURE_RANGE = (1, 100)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,11 @@ class SessionConfig:
     persist: bool = True
     holdoff: float = 1.0
     maxfail: int = 10
+    #: seconds between LCP Echo-Requests, 0 for none (pppd's lcp-echo-interval); the
+    #: defaults suit a cellular module, see larappp.proto.ppp.lcp.ECHO_INTERVAL
+    lcp_echo_interval: float = ECHO_INTERVAL
+    #: unanswered Echo-Requests in a row that end the session (pppd's lcp-echo-failure)
+    lcp_echo_failure: int = ECHO_FAILURES
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -368,6 +377,19 @@ class _Reader:
         if ifname is not None and (not 1 <= len(ifname) <= 15 or not all(c.isalnum() or c in "-_." for c in ifname)):
             raise ConfigError(f"{self.source}: {w}.ifname = {ifname!r} is not a valid interface name (1-15 letters, digits, - _ .)")
         metric = self._get(w, t, "metric", int, None)
+        echo_interval = float(self._get(w, t, "lcp_echo_interval", (int, float), ECHO_INTERVAL))
+        low, high = LCP_ECHO_INTERVAL_RANGE
+        if echo_interval != 0 and not low <= echo_interval <= high:
+            raise ConfigError(
+                f"{self.source}: {w}.lcp_echo_interval = {echo_interval:g} is out of range: "
+                f"use {low:g} to {high:g} seconds, or 0 to send no LCP echoes"
+            )
+        echo_failure = self._get(w, t, "lcp_echo_failure", int, ECHO_FAILURES)
+        if not LCP_ECHO_FAILURE_RANGE[0] <= echo_failure <= LCP_ECHO_FAILURE_RANGE[1]:
+            raise ConfigError(
+                f"{self.source}: {w}.lcp_echo_failure = {echo_failure} is out of range "
+                f"{LCP_ECHO_FAILURE_RANGE[0]}..{LCP_ECHO_FAILURE_RANGE[1]}"
+            )
         pdp_type = self._get(w, t, "pdp_type", str, "IPV4V6").upper()
         if pdp_type == "IPV4":
             pdp_type = "IP"
@@ -389,6 +411,8 @@ class _Reader:
             metric=metric,
             dns=self._choice(w, t, "dns", DNS_MODES, "auto"),
             **self._redial_policy(w, t),
+            lcp_echo_interval=echo_interval,
+            lcp_echo_failure=echo_failure,
         )
 
     def _redial_policy(self, w: str, t: dict[str, Any]) -> dict[str, Any]:

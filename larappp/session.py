@@ -47,6 +47,8 @@ def engine_options(
         dns_mode=config.dns,
         dns_dir=dns_dir,
         runtime_dir=runtime_dir,
+        echo_interval=config.lcp_echo_interval or None,
+        echo_failures=config.lcp_echo_failure,
     )
 
 

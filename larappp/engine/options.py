@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from larappp.proto.ipv6 import slaac
+from larappp.proto.ppp.lcp import ECHO_FAILURES, ECHO_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ class EngineOptions:
     dns_mode: str = "auto"
     dns_dir: str = "/run/larappp/resolv.conf.d"
     #: seconds between LCP Echo-Requests (None: no keepalive) and how many may go unanswered
-    echo_interval: float | None = 30.0
-    echo_failures: int = 4
+    echo_interval: float | None = ECHO_INTERVAL
+    echo_failures: int = ECHO_FAILURES
     #: seconds between Router Solicitations while no RA came (RFC 4861 §10)
     rs_interval: float = slaac.RTR_SOLICITATION_INTERVAL
     #: larappp's runtime folder (pppd's options and hooks go below it)

@@ -60,6 +60,9 @@ class BuiltinPppEngine(PppEngine):
         self._attached = False
         #: received packets the TUN refused (not IP, or the interface not up yet)
         self.tun_write_errors = 0
+        #: how the link was lost without a Terminate exchange (LinkTerminated.lost), if it was:
+        #: after "left-data-mode" and "looped-back" the module is in command mode already
+        self.lost: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -231,6 +234,7 @@ class BuiltinPppEngine(PppEngine):
             elif isinstance(event, (ev.LinkTerminated, ev.EchoTimedOut)):
                 self._note(f"{self.options.ifname}: {event}")
                 if isinstance(event, ev.LinkTerminated):
+                    self.lost = event.lost
                     self._finish(event.reason)
             elif isinstance(event, ev.AuthFailed):
                 # The user name counts as a secret in logs: never print the event itself.

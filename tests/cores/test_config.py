@@ -56,6 +56,15 @@ def test_holdoff_doubles_with_each_failed_redial_up_to_the_cap() -> None:
     assert session.holdoff_after(10_000) == HOLDOFF_MAX_S
 
 
+def test_lcp_echo_settings_default_to_a_cellular_keepalive() -> None:
+    cfg = parse_config(GOOD + "lcp_echo_interval = 2\nlcp_echo_failure = 4\n", source="good.toml")
+    first, second = cfg.sessions
+    assert (first.lcp_echo_interval, first.lcp_echo_failure) == (5.0, 3)  # 15 s to notice
+    assert (second.lcp_echo_interval, second.lcp_echo_failure) == (2.0, 4)
+    off = parse_config('[[session]]\ncid=2\napn="a"\nlcp_echo_interval = 0\n')
+    assert off.sessions[0].lcp_echo_interval == 0.0
+
+
 def test_default_config_is_the_simulator() -> None:
     cfg = default_config()
     assert cfg.uses_simulator
@@ -86,6 +95,11 @@ def test_default_config_is_the_simulator() -> None:
         ('[[session]]\ncid=2\napn="a"\nholdoff=true', "session[0].holdoff must be a number"),
         ('[[session]]\ncid=2\napn="a"\nmaxfail=-3', "session[0].maxfail = -3 must be 0 (redial for ever)"),
         ('[[session]]\ncid=2\napn="a"\nmaxfail=1.5', "session[0].maxfail must be a whole number"),
+        ('[[session]]\ncid=2\napn="a"\nlcp_echo_interval=0.1', "lcp_echo_interval = 0.1 is out of range"),
+        ('[[session]]\ncid=2\napn="a"\nlcp_echo_interval=-5', "or 0 to send no LCP echoes"),
+        ('[[session]]\ncid=2\napn="a"\nlcp_echo_interval="5s"', "lcp_echo_interval must be a int or float"),
+        ('[[session]]\ncid=2\napn="a"\nlcp_echo_failure=0', "lcp_echo_failure = 0 is out of range 1..100"),
+        ('[[session]]\ncid=2\napn="a"\nlcp_echo_failure=2.5', "lcp_echo_failure must be a int"),
     ],
 )
 def test_bad_config_names_the_key(text: str, needle: str) -> None:
