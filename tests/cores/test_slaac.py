@@ -319,6 +319,42 @@ def test_two_hour_rule_with_infinite_lifetimes() -> None:
     assert _valid_until_after((HOURS, 60), infinite, 5.0) is None
 
 
+# --------------------------------------------------------------------------- renumbering on PPP
+
+
+NEW_PREFIX = IPv6Network("2a0b:ad40:1:9999::/64")
+NEW_GLOBAL = IPv6Address("2a0b:ad40:1:9999:90a1:5cfc:3cc9:7301")
+
+
+def test_ppp_renumbering_replaces_the_address_and_follows_the_mtu() -> None:
+    # on a PPP link only the network sends RAs: the two-hour rule is off (as the engine runs it)
+    client = started_client(two_hour_rule=False)
+    infinite = float(ndp.INFINITE_LIFETIME)
+    client.receive_packet(ra_packet(prefixes=prefix_info(infinite, infinite), mtu=1500), 0.0)
+    events(client)
+    assert client.addresses == [(HOST_GLOBAL, 64)]
+    renumbered = prefix_info(0, 0) + prefix_info(HOURS, HOURS, NEW_PREFIX)
+    client.receive_packet(ra_packet(prefixes=renumbered, mtu=1400), 50.0)
+    assert events(client) == [
+        LinkMtuLearned(1400),
+        DefaultRouterLearned(ROUTER_LL, 1800, 1400),
+        AddressConfigured(NEW_GLOBAL, 64, 50.0 + HOURS, 50.0 + HOURS),
+        AddressExpired(HOST_GLOBAL),
+    ]
+    assert client.addresses == [(NEW_GLOBAL, 64)]
+
+
+def test_ppp_link_honours_a_shortened_valid_lifetime() -> None:
+    client = started_client(two_hour_rule=False)
+    client.receive_packet(ra_packet(prefixes=prefix_info(10 * HOURS, HOURS)), 0.0)
+    events(client)
+    client.receive_packet(ra_packet(prefixes=prefix_info(60, 30)), 100.0)
+    assert events(client) == [AddressRefreshed(HOST_GLOBAL, 64, 160.0, 130.0)]
+    client.handle_timer(160.0)
+    assert events(client) == [AddressDeprecated(HOST_GLOBAL), AddressExpired(HOST_GLOBAL)]
+    assert client.addresses == []
+
+
 def test_preferred_lifetime_is_clamped_to_valid() -> None:
     client = started_client()
     client.receive_packet(ra_packet(prefixes=prefix_info(HOURS, 60)), 0.0)

@@ -774,3 +774,61 @@ def drain_events(link: PppLink) -> list[LinkEvent]:
     while (event := link.next_event()) is not None:
         events.append(event)
     return events
+
+
+# -- one NCP closing or renegotiating while LCP stays up ----------------------------------
+
+
+def test_ipv6cp_renegotiated_by_the_module_brings_a_new_identifier(byte_by_byte: bool) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.open()
+    before = pair.first("host", Ipv6cpOpened)
+    assert isinstance(before, Ipv6cpOpened)
+    pair.events["host"].clear()
+    pair.module.renegotiate(6, pair.now)
+    pair.pump()
+    assert pair.kinds("host") == ["NetworkProtocolClosed", "Ipv6cpOpened"]
+    closed, after = pair.events["host"]
+    assert closed == NetworkProtocolClosed("IPV6CP", "IPV6CP: renegotiated by the peer")
+    assert isinstance(closed, NetworkProtocolClosed) and closed.family == 6
+    assert isinstance(after, Ipv6cpOpened)
+    # the host took a fresh identifier: its old link-local (and SLAAC address) must go
+    assert after.local_iid != before.local_iid
+    assert after.local_link_local != before.local_link_local
+    assert pair.host.is_open(4) and pair.host.is_open(6)  # IPv4 never went down
+    assert pair.host.lcp.state is State.OPENED
+
+
+def test_ipcp_renegotiated_by_the_host_keeps_ipv6(byte_by_byte: bool) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.open()
+    pair.events["host"].clear()
+    pair.events["module"].clear()
+    pair.host.renegotiate(4, pair.now)
+    assert not pair.host.is_open(4) and pair.host.is_open(6)
+    pair.pump()
+    assert pair.kinds("host") == ["NetworkProtocolClosed", "IpcpOpened"]
+    assert pair.kinds("module") == ["NetworkProtocolClosed", "IpcpOpened"]
+    reopened = pair.events["host"][1]
+    assert isinstance(reopened, IpcpOpened) and reopened.local == IPv4Address("10.64.64.2")
+    assert_fully_open(pair)
+
+
+def test_ipcp_terminated_by_the_peer_then_reopened(byte_by_byte: bool) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.open()
+    pair.events["host"].clear()
+    ipcp = pair.module.ipcp
+    assert ipcp is not None
+    ipcp.close(pair.now, "IPCP: the network deactivated IPv4")  # Terminate-Request
+    pair.run(until=pair.now + 10)
+    closed = pair.first("host", NetworkProtocolClosed)
+    assert isinstance(closed, NetworkProtocolClosed) and closed.family == 4
+    assert "Terminate-Request" in closed.reason
+    assert not pair.host.is_open(4) and pair.host.is_open(6)
+    assert pair.host.lcp.state is State.OPENED and not pair.host.terminated
+    pair.events["host"].clear()
+    ipcp.open(pair.now)  # the network offers IPv4 again
+    pair.pump()
+    assert pair.kinds("host") == ["IpcpOpened"]
+    assert_fully_open(pair)

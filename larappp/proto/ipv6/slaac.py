@@ -239,12 +239,18 @@ class SlaacClient:
         *,
         rs_delay_max: float = MAX_RTR_SOLICITATION_DELAY,
         max_mtu: int | None = None,
+        two_hour_rule: bool = True,
     ) -> None:
         """`iid`: the host's own 8-byte interface identifier (from IPV6CP), which gives
         both fe80::iid and <prefix>:iid. `ra_timeout`: how long to wait for an RA after
         the last RS before reporting RaTimedOut (default `rs_interval`; RFC 4861 §6.3.7
         says MAX_RTR_SOLICITATION_DELAY, too short for a cellular network's first RA).
-        `max_mtu`: the PPP link MTU; larger RA MTUs are ignored (RFC 4861 §6.3.4)."""
+        `max_mtu`: the PPP link MTU; larger RA MTUs are ignored (RFC 4861 §6.3.4).
+        `two_hour_rule`: RFC 4862 §5.5.3 e) keeps an address at least two hours whatever
+        a later RA says, against forged RAs from other hosts on a shared link. On a PPP
+        link only the network can send RAs, so the PPP engine turns it off: a prefix
+        withdrawn (valid lifetime 0) or shortened by a renumbering network goes when the
+        RA says, as draft-ietf-6man-slaac-renum proposes for every link."""
         if len(iid) != 8:
             raise ValueError(f"an interface identifier is 8 bytes, got {len(iid)}")
         if rs_max < 0:
@@ -258,6 +264,7 @@ class SlaacClient:
         self._ra_timeout = rs_interval if ra_timeout is None else ra_timeout
         self._rs_delay_max = rs_delay_max
         self._max_mtu = max_mtu
+        self._two_hour_rule = two_hour_rule
         self._created_at = now
         self._started = False
         self._rs_sent = 0
@@ -448,7 +455,12 @@ class SlaacClient:
     def _refresh_prefix(self, record: _Address, info: PrefixInformation, now: float) -> None:
         advertised = _until(now, info.valid_lifetime)
         remaining = None if record.valid_until is None else record.valid_until - now
-        if (
+        if not self._two_hour_rule:
+            if info.valid_lifetime == 0:
+                record.valid_until = now  # withdrawn: _expire reports AddressExpired
+                return
+            record.valid_until = advertised
+        elif (
             info.valid_lifetime == INFINITE_LIFETIME
             or info.valid_lifetime > TWO_HOURS
             or (remaining is not None and info.valid_lifetime > remaining)

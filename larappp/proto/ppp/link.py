@@ -73,6 +73,7 @@ Role = Literal["host", "module"]
 _LCP_HEADER = frame.ADDRESS_CONTROL + frame.LCP.to_bytes(2, "big")
 _HEADER_SLACK = 4 + 2 + 16  # address, control, protocol; FCS; a peer exceeding the MRU a bit
 _IDLE_STATES = frozenset({State.INITIAL, State.STARTING, State.CLOSED, State.STOPPED})
+_NEGOTIATING_STATES = frozenset({State.REQ_SENT, State.ACK_RCVD, State.ACK_SENT})
 
 
 class Phase(enum.Enum):
@@ -307,6 +308,21 @@ class PppLink:
             self._finish(reason)
         self._deferred.clear()
         self._out.clear()  # the module is not reading PPP any more: send it nothing
+
+    def renegotiate(self, family: int, now: float) -> None:
+        """Negotiate the NCP of `family` (4: IPCP, 6: IPV6CP) again while LCP stays up.
+
+        The peer sees a new Configure-Request; both sides report NetworkProtocolClosed
+        and then IpcpOpened / Ipv6cpOpened with what was agreed this time (a host with a
+        random interface identifier proposes a new one).
+        """
+        self._tick(now)
+        ncp = self._ipcp if family == 4 else self._ipv6cp
+        if self._terminated or ncp is None or ncp.state is not State.OPENED:
+            return
+        ncp.down(now, f"{ncp.name}: renegotiated")
+        ncp.up(now)
+        self._settle(now)
 
     # -- time ------------------------------------------------------------------------
     def _tick(self, now: float | None) -> float:
@@ -573,7 +589,11 @@ class PppLink:
                 self._ipv6_open = False
             if not self._ncp_reported.get(key, False):
                 self._ncp_reported[key] = True
-                reason = ncp.reason or f"{ncp.name}: closed"
+                if signal is LayerSignal.DOWN and ncp.state in _NEGOTIATING_STATES:
+                    # tld on the way back to negotiating: a Configure packet while Opened
+                    reason = ncp.reason or f"{ncp.name}: renegotiated by the peer"
+                else:
+                    reason = ncp.reason or f"{ncp.name}: closed"
                 self._events.append(NetworkProtocolClosed(ncp.name, reason))
 
     def _ipcp_close(self, now: float, reason: str) -> None:
