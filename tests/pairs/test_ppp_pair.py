@@ -678,17 +678,29 @@ def test_without_magic_numbers_nothing_is_taken_for_a_loop(byte_by_byte: bool) -
     assert_fully_open(pair)
 
 
-def test_own_configure_request_coming_back_ends_at_once(byte_by_byte: bool) -> None:
+def test_looped_back_negotiation_ends_at_once_without_terminate(byte_by_byte: bool) -> None:
     link = PppLink("host", HOST, 0.0, random.Random(21))
     link.open(0.0)
-    feed(link, link.data_to_send(), byte_by_byte, 0.0)
-    events = []
-    while (event := link.next_event()) is not None:
-        events.append(event)
+    for _ in range(100):
+        data = link.data_to_send()
+        if not data:
+            break
+        feed(link, data, byte_by_byte, 0.0)  # every octet comes straight back
+    events = drain_events(link)
     assert [type(e).__name__ for e in events] == ["LinkLooped", "LinkTerminated"]
-    assert events[0] == LinkLooped("our own Configure-Request came back")
+    assert events[0] == LinkLooped("10 Magic-Number Naks in a row")
     assert isinstance(events[1], LinkTerminated) and events[1].lost == "looped-back"
     assert link.data_to_send() == b""  # no Terminate-Request into the loop
+
+
+def test_a_moment_of_echo_before_the_peer_starts_is_no_loop(byte_by_byte: bool) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.host.open(0.0)
+    feed(pair.host, pair.host.data_to_send(), byte_by_byte, 0.0)  # a tty echoing, once
+    pair.module.open(0.0)
+    pair.run(until=10)
+    assert "LinkLooped" not in pair.kinds("host")
+    assert_fully_open(pair)
 
 
 @pytest.mark.parametrize("result", ["NO CARRIER", "ERROR", "OK"])

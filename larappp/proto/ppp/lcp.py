@@ -14,11 +14,9 @@ from larappp.proto.ppp.fsm import (
     Event,
     State,
     control_packet,
-    parse_control_packet,
 )
 from larappp.proto.ppp.options import (
     ACK,
-    CONFIGURE_REQUEST,
     REJECT,
     OptionRow,
     OptionTable,
@@ -405,9 +403,9 @@ class Lcp(ControlProtocol[LcpNegotiation]):
 
     # -- receiving --------------------------------------------------------------------
     def receive_packet(self, packet: bytes, now: float) -> None:
-        if self._is_our_request(packet):
-            self._looped(now, "our own Configure-Request came back")
-            return
+        # While negotiating, a Configure-Request carrying our Magic-Number is Nak'd and
+        # only a run of them proves a loop (RFC 1661 §6.4): a line may echo a moment
+        # before the peer's PPP starts (a tty's echo until pppd sets raw mode).
         super().receive_packet(packet, now)
         state = self.options.state
         if (
@@ -416,15 +414,6 @@ class Lcp(ControlProtocol[LcpNegotiation]):
             and self._state in (State.REQ_SENT, State.ACK_RCVD, State.ACK_SENT)
         ):
             self._looped(now, f"{state.loops} Magic-Number Naks in a row")
-
-    def _is_our_request(self, packet: bytes) -> bool:
-        """A Configure-Request equal to our last one, Magic-Number included: ours, returned."""
-        if self.options.state.magic is None or not self._request_packet:
-            return False
-        parsed = parse_control_packet(packet)
-        if parsed is None or parsed[0] != CONFIGURE_REQUEST:
-            return False
-        return control_packet(*parsed) == self._request_packet
 
     def _carries_our_magic(self, data: bytes) -> bool:
         magic = self.magic
