@@ -844,3 +844,19 @@ def test_ipcp_terminated_by_the_peer_then_reopened(byte_by_byte: bool) -> None:
     pair.pump()
     assert pair.kinds("host") == ["IpcpOpened"]
     assert_fully_open(pair)
+
+
+def test_each_ncp_closing_carries_its_own_reason(byte_by_byte: bool) -> None:
+    pair = LinkPair(byte_by_byte)
+    pair.open()
+    ipcp = pair.module.ipcp
+    assert ipcp is not None
+    ipcp.close(pair.now, "IPv4 deactivated")
+    pair.run(until=pair.now + 10)
+    ipcp.open(pair.now)
+    pair.pump()
+    pair.events["host"].clear()
+    pair.module.renegotiate(4, pair.now)
+    pair.pump()
+    closed = pair.first("host", NetworkProtocolClosed)
+    assert closed == NetworkProtocolClosed("IPCP", "IPCP: renegotiated by the peer")

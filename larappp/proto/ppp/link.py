@@ -564,6 +564,7 @@ class PppLink:
         key = id(ncp)
         if signal is LayerSignal.UP:
             self._ncp_reported[key] = False
+            ncp.reason = ""  # why it went down last time no longer applies
             if ncp is self._ipcp:
                 assert self._ipcp is not None
                 if self.role == "host" and self._ipcp.local_address == UNSPECIFIED:
