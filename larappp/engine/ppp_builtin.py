@@ -278,7 +278,11 @@ class BuiltinPppEngine(PppEngine):
         elif kind == "ipv6":
             await self.host.apply_ipv6_link_local(value.local_iid)
             # The host's global address uses its own IID, not the module's (app note §4.1.2).
-            self.slaac = slaac.SlaacClient(value.local_iid, self._clock(), rs_interval=self.options.rs_interval, max_mtu=self.options.mru)
+            # Only the network sends RAs on a PPP link: its lifetimes hold, even short ones.
+            self.slaac = slaac.SlaacClient(
+                value.local_iid, self._clock(), rs_interval=self.options.rs_interval,
+                max_mtu=self.options.mru, two_hour_rule=False,
+            )
             self.slaac.start(self._clock())
             self._process_events()
         elif kind == "slaac":

@@ -106,7 +106,11 @@ class InterfaceObserver:
         self.host.state.ipv6_link_local = str(address)
         self.ndp = ndp = NdpSocket.open(ifname)
         now = self._clock()
-        client = slaac.SlaacClient(iid, now, rs_interval=self.options.rs_interval, max_mtu=self.options.mru)
+        # Only the network sends RAs on a PPP link: its lifetimes hold, even short ones.
+        client = slaac.SlaacClient(
+            iid, now, rs_interval=self.options.rs_interval, max_mtu=self.options.mru,
+            two_hour_rule=False,
+        )
         self.slaac = client
         client.start(now)
         receiving: asyncio.Task[bytes] | None = None
