@@ -61,6 +61,9 @@ class PppEngine(abc.ABC):
         self.families_expected: set[int] = set(options.families)
         self.terminated = asyncio.Event()
         self.reason = ""
+        #: how the link was lost without a Terminate exchange (proto.ppp.events.LOST_CAUSES),
+        #: None otherwise: after "left-data-mode" and "looped-back" the module is in command mode
+        self.lost: str | None = None
         self._up = asyncio.Event()
         self._failure: LarapppError | None = None
         self._families_dropped: list[str] = []

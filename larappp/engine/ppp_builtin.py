@@ -60,9 +60,6 @@ class BuiltinPppEngine(PppEngine):
         self._attached = False
         #: received packets the TUN refused (not IP, or the interface not up yet)
         self.tun_write_errors = 0
-        #: how the link was lost without a Terminate exchange (LinkTerminated.lost), if it was:
-        #: after "left-data-mode" and "looped-back" the module is in command mode already
-        self.lost: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:

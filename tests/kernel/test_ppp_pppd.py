@@ -485,6 +485,28 @@ def test_module_port_lost_hangs_pppd_up(tmp_path: Path) -> None:
 
 
 @root_only
+def test_no_carrier_between_frames_hangs_pppd_up_at_once(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        await h.engine.start()
+        await h.module_reads(b"~HELLO~")
+        await h.module_pipe.write(b"~WORLD~")
+        await h.wait_record("got")
+        started = time.monotonic()
+        await h.module_pipe.write(b"\r\nNO CARRIER\r\n")  # the network dropped the call
+        await asyncio.wait_for(h.engine.terminated.wait(), 1.0)
+        assert time.monotonic() - started < 1.0
+        assert h.engine.reason == "the module left data mode: it sent NO CARRIER between the PPP frames"
+        assert h.engine.lost == "left-data-mode"
+        record = await h.wait_record("ended")
+        assert record["ended"] == "hangup"
+        # the bridge stopped reading the port: what the module says next is the AT runner's
+        await h.module_pipe.write(b"\r\nOK\r\n")
+        assert await asyncio.wait_for(h.host_pipe.read(), 1.0) == b"\r\nOK\r\n"
+
+    engine_test(body, tmp_path, "wait")
+
+
+@root_only
 def test_wait_up_times_out_naming_the_missing_families(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         await h.engine.start()

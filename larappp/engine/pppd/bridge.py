@@ -3,7 +3,9 @@
 pppd gets the slave of a pty pair; this copies bytes between the pty master and the
 pipe. It holds the module's bytes until pppd has spoken (its first LCP
 Configure-Request): bytes written before pppd opened the tty would be flushed. Flow
-control (RTS/CTS per `modem.rtscts`) and the port's lock are the pipe's.
+control (RTS/CTS per `modem.rtscts`) and the port's lock are the pipe's. A result code
+between the module's frames (NO CARRIER: it left data mode) hangs pppd up at once and
+leaves the rest of the port's bytes to the AT runner.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 
 from larappp.engine.base import cancel_all
 from larappp.errors import PortClosed
+from larappp.proto.ppp.datamode import DataModeWatcher
 from larappp.transport.pipe import Pipe
 from larappp.transport.ptypair import PtyPair
 
@@ -25,11 +28,14 @@ class PtyBridge:
 
     def __init__(
         self, pipe: Pipe, pty: PtyPair, *, leftover: bytes = b"", on_port_lost: Callable[[PortClosed], None],
+        on_left_data_mode: Callable[[str], None] = lambda _result: None,
     ) -> None:
         self.pipe = pipe
         self.pty = pty
         self._leftover = leftover
         self._on_port_lost = on_port_lost
+        self._on_left_data_mode = on_left_data_mode
+        self._watcher = DataModeWatcher()
         #: set once pppd wrote its first bytes (it has opened its tty)
         self.pppd_spoke = asyncio.Event()
         self._forwarding = False
@@ -59,16 +65,20 @@ class PtyBridge:
     async def _port_to_pppd(self) -> None:
         await self.pppd_spoke.wait()
         try:
-            if self._leftover:
-                data, self._leftover = self._leftover, b""
-                await self.pty.write(data)
+            data, self._leftover = self._leftover, b""
             while True:
+                result = self._watcher.receive_data(data)
+                if result is not None:
+                    self._on_left_data_mode(result)
+                    self.pty.hang_up()  # pppd sees a hang-up and ends
+                    return
+                if data:
+                    await self.pty.write(data)
                 try:
                     data = await self.pipe.read()
                 except PortClosed as exc:
                     self._port_lost(exc)
                     return
-                await self.pty.write(data)
         except PortClosed:
             return  # pppd is gone
 

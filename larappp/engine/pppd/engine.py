@@ -79,7 +79,10 @@ class PppdEngine(PppEngine):
         self._note(f"{ifname}: pppd {self.pppd.pid} started on {self.pty.slave_path}"
                    + ("" if self.isolated else " (with the host's /etc/ppp)"))
         name = f"pppd {ifname}"
-        self.bridge = PtyBridge(self.pipe, self.pty, leftover=self._leftover, on_port_lost=self._port_lost)
+        self.bridge = PtyBridge(
+            self.pipe, self.pty, leftover=self._leftover, on_port_lost=self._port_lost,
+            on_left_data_mode=self._left_data_mode,
+        )
         self._leftover = b""
         self.bridge.start(name)
         self._tasks = [
@@ -153,6 +156,12 @@ class PppdEngine(PppEngine):
 
     def _port_lost(self, exc: PortClosed) -> None:
         self._finish(f"the module's port closed ({exc})")
+
+    def _left_data_mode(self, result: str) -> None:
+        self._note(f"{self.options.ifname}: the module sent {result} between the PPP frames")
+        if not self._ending_requested:  # a NO CARRIER after our own Terminate is expected
+            self.lost = "left-data-mode"
+            self._finish(f"the module left data mode: it sent {result} between the PPP frames")
 
     async def _watch_process(self) -> None:
         assert self.bridge is not None
