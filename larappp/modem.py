@@ -263,7 +263,7 @@ class Modem:
     async def _wait_registration_urc(self, timeout: float) -> None:
         assert self.at is not None
         try:
-            await self.at.wait_urc(lambda u: u.name in ("+CEREG", "+CREG", "+CGREG"), timeout=timeout)
+            await self.at.wait_urc(lambda u: u.name in (rules.URC_CEREG, "+CREG", "+CGREG"), timeout=timeout)
         except (TimeoutError, ModemTimeout):
             pass
 
@@ -349,7 +349,9 @@ class Modem:
         command = command or commands.cfun(16)
         self.status.reboots += 1
         try:
-            await self.command(command)
+            # OK comes before the reset: the minutes the manual allows AT+CFUN are for the
+            # radio, and a port that stays silent is handled by the reopen loop below.
+            await self.command(command, timeout=self.config.command_timeout)
         except PortClosed:
             pass  # the port may vanish before the OK arrives
         await self.close()

@@ -122,3 +122,30 @@ def test_bring_up_runs_the_scripts_and_sets_amp_d2_and_cgev_reporting(tmp_path: 
             driver.close()
 
     run_bounded(scenario)
+
+
+def test_a_reboot_brings_amp_d2_back(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        module, driver = await powered_module()
+
+        async def open_control() -> Pipe:
+            if module.state != "on":
+                raise PortClosed("the module is rebooting")
+            pipe = SimPortPipe(driver, 0)
+            await pipe.open()
+            return pipe
+
+        config = ModemConfig(port="sim", xlat="off", state_dir=str(tmp_path), command_timeout=2.0,
+                             reboot_timeout=10.0)
+        modem = Modem(config, open_control)
+        try:
+            await modem.connect()
+            await modem.bring_up([SessionConfig(cid=2, apn="iot.example")])
+            await modem.reboot()  # AT+CFUN=16: the stored profile (&D1) comes back with the boot
+            assert module.counters["boots"] == 2
+            assert module.ports[0].amp_d == 2  # MODULE_INIT ran again on the new port
+        finally:
+            await modem.close()
+            driver.close()
+
+    run_bounded(scenario)
