@@ -294,3 +294,18 @@ def test_a_daemon_that_gave_up_by_itself_is_not_taken_for_a_killed_one(larappp: 
     assert code == STATUS_DOWN and state["state"] == "given-up" and state["error"] == "maxfail = 2 reached"
     down = larappp.run("down")
     assert down.returncode == 0 and down.stdout.strip() == "larappp is not running" and down.stderr == ""
+
+
+def test_ctrl_c_on_up_in_the_foreground_undoes_the_bring_up(slow_registration: Larappp) -> None:
+    larappp = slow_registration
+    up = larappp.start("up", "--foreground")
+    assert up.stderr is not None
+    _read_until(up.stderr, "simulator: LARA-R6")
+    time.sleep(0.5)
+    up.send_signal(signal.SIGINT)
+    _, err = up.communicate(timeout=30)
+    assert up.returncode == 130, err
+    assert "stopped by SIGINT during the bring-up" in err and "Traceback" not in err
+    code, state = larappp.status()
+    assert code == STATUS_DOWN and state["state"] == "down", state
+    assert "larappp.pid" not in larappp.files()
