@@ -116,3 +116,23 @@ def test_errors_name_what_to_change(tmp_path: Path) -> None:
     failing = DnsWriter("ppp0", "resolvconf", runner=Recorder(fail_on="-a"))
     with pytest.raises(NetworkSetupError):
         failing.apply(["192.0.2.1"])
+
+
+def test_resolvconf_is_never_taken_from_the_inherited_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from larappp.transport import dns
+
+    marker = tmp_path / "ran"
+    planted = tmp_path / "bin" / "resolvconf"
+    planted.parent.mkdir()
+    planted.write_text(f"#!/bin/sh\necho \"$PATH\" > {marker}\n")
+    planted.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{planted.parent}:/usr/bin:/bin")
+    writer = DnsWriter("lara7", "resolvconf", directory=tmp_path)  # the runner is the real one
+    try:
+        writer.apply(["192.0.2.53"])
+    except NetworkSetupError as exc:
+        assert "resolvconf" in str(exc)  # not installed here, or it refused the test record
+    else:
+        writer.remove()  # a real resolvconf took it: give it back
+    assert not marker.exists(), "a resolvconf from $PATH ran"
+    assert dns._which("resolvconf") != str(planted)
