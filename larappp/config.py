@@ -49,6 +49,12 @@ class SimConfig:
     #: the namespace that plays the operator network and the internet ("" for none: calls
     #: connect but carry nothing)
     network: str = "larappp-sim-inet"
+    #: the simulated radio (larappp.sim.radio): kbit/s each way (0: no limit; LTE Cat 1 is
+    #: 10300 down and 5200 up), one-way latency, the module's uplink buffer in bytes
+    downlink_kbit: int = 0
+    uplink_kbit: int = 0
+    latency_ms: float = 0.0
+    uplink_buffer: int = 16384
 
 
 @dataclass(frozen=True)
@@ -444,4 +450,8 @@ class _Reader:
             echo=self._get(w, t, "echo", bool, d.echo),
             urc_noise=float(self._get(w, t, "urc_noise", (int, float), d.urc_noise)),
             network=self._get(w, t, "network", str, d.network),
+            downlink_kbit=self._get(w, t, "downlink_kbit", int, d.downlink_kbit),
+            uplink_kbit=self._get(w, t, "uplink_kbit", int, d.uplink_kbit),
+            latency_ms=float(self._get(w, t, "latency_ms", (int, float), d.latency_ms)),
+            uplink_buffer=self._get(w, t, "uplink_buffer", int, d.uplink_buffer),
         )

@@ -77,6 +77,10 @@ class Supervisor:
                 "reboot_time": sim_cfg.reboot_time,
                 "echo": sim_cfg.echo,
                 "urc_noise": sim_cfg.urc_noise,
+                "downlink_kbit": sim_cfg.downlink_kbit,
+                "uplink_kbit": sim_cfg.uplink_kbit,
+                "latency_ms": sim_cfg.latency_ms,
+                "uplink_buffer": sim_cfg.uplink_buffer,
             }
         )
         pty_dir = Path(self.config.modem.runtime_dir) / "sim"

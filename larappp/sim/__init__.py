@@ -21,6 +21,7 @@ from larappp.sim.data import DataSession, DataSessionFactory, DiscardDataSession
 from larappp.sim.module import Module
 from larappp.sim.ports import PtyPortServer, Rfc2217PortServer
 from larappp.sim.ppp import ppp_session_factory
+from larappp.sim.radio import Radio
 from larappp.sim.runner import ModuleDriver
 from larappp.sim.scenario import Scenario
 from larappp.sim.state import Nvm
@@ -87,6 +88,8 @@ class Simulator:
         self.module = Module(self.scenario, ports=ports, session_factory=session_factory)
         self.nvm_path = nvm_path
         self.network = network
+        #: the module's one radio, shared by its data calls (rates, latency, uplink buffer)
+        self.radio = Radio(self.scenario.radio)
         if nvm_path is not None and os.path.exists(nvm_path):
             try:
                 with open(nvm_path, encoding="utf-8") as f:
@@ -133,7 +136,8 @@ class Simulator:
         """Boot the module and publish its ports; PortError naming what to change on failure."""
         self.driver = driver = ModuleDriver(self.module, log=self.log)
         if self.network is not None:
-            self.module.session_factory = ppp_session_factory(self.network, lambda: driver.now, driver.wake)
+            self.module.session_factory = ppp_session_factory(self.network, lambda: driver.now, driver.wake,
+                                                              self.radio)
         self.driver.power_on()
         try:
             if self.pty_dir is not None:

@@ -169,6 +169,9 @@ class SimControl:
                  "silent": bool(p.call and p.call.silent_until is not None)}
                 for p in m.ports
             ],
+            # the radio's counters: radio.uplink.dropped are packets the module's uplink
+            # buffer could not hold (app note §4)
+            "radio": self.simulator.radio.to_json(),
         }
 
     # -- requests as data (the control socket) ------------------------------------------

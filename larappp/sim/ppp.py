@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, cast
 from larappp.proto.ppp import events as ev
 from larappp.proto.ppp.link import LinkConfig, PppLink
 from larappp.sim.data import DataCall, DataSession, DataSessionFactory, HangupCallback, SendCallback
+from larappp.sim.radio import Radio
 
 if TYPE_CHECKING:
     from larappp.sim.addressing import Grant
@@ -38,9 +39,12 @@ class ModulePppSession(DataSession):
         network: SimNetwork,
         clock: Callable[[], float],
         wake: Callable[[], None],
+        radio: Radio | None = None,
     ) -> None:
         super().__init__(call, send, hangup)
         self._clock = clock
+        #: the module's one radio, shared by all calls: rates, latency, the uplink buffer
+        self.radio = radio or Radio()
         self._wake = wake
         self.closed_reason: str | None = None
         self.port = network.attach(call.cid, grant=cast("Grant", call.pdp_type), send_downlink=self._downlink)
@@ -82,10 +86,14 @@ class ModulePppSession(DataSession):
         self.port.detach()
 
     def get_timer(self) -> float | None:
-        return self._clock() if self._opening else self.link.get_timer()
+        if self._opening:
+            return self._clock()
+        deadlines = [t for t in (self.link.get_timer(), self.radio.get_timer()) if t is not None]
+        return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         self._opening = False
+        self.radio.handle_timer(now)  # every call's packets: whichever call's timer fires first
         self.link.handle_timer(now)
         self._process()
 
@@ -106,14 +114,25 @@ class ModulePppSession(DataSession):
     def _downlink(self, family: int, packet: bytes) -> None:
         if self.closed_reason is not None:
             return
-        if self.link.send_packet(family, packet):
+        now = self._clock()
+        self.radio.downlink.offer(len(packet), lambda: self._to_dte(family, packet), now)
+        self.radio.handle_timer(now)
+        self._wake()  # the driver's timer follows the radio's
+
+    def _to_dte(self, family: int, packet: bytes) -> None:
+        if self.closed_reason is None and self.link.send_packet(family, packet):
             self._flush()
             self._wake()
+
+    def _uplink(self, family: int, packet: bytes, now: float) -> None:
+        # What the radio cannot send yet waits in the module's buffer, or is dropped (§4).
+        self.radio.uplink.offer(len(packet), lambda: self.port.uplink(family, packet), now)
+        self.radio.handle_timer(now)
 
     def _process(self) -> None:
         while (event := self.link.next_event()) is not None:
             if isinstance(event, ev.PacketReceived):
-                self.port.uplink(event.family, event.packet)
+                self._uplink(event.family, event.packet, self._clock())
             elif isinstance(event, ev.Ipv6cpOpened):
                 self.port.start_advertising()  # periodic RAs besides the answers to RS
             elif isinstance(event, ev.LinkTerminated):
@@ -131,10 +150,14 @@ class ModulePppSession(DataSession):
             self.send(data)
 
 
-def ppp_session_factory(network: SimNetwork, clock: Callable[[], float], wake: Callable[[], None]) -> DataSessionFactory:
-    """A DataSessionFactory for the Simulator that runs module-side PPP on `network`."""
+def ppp_session_factory(
+    network: SimNetwork, clock: Callable[[], float], wake: Callable[[], None], radio: Radio | None = None,
+) -> DataSessionFactory:
+    """A DataSessionFactory for the Simulator that runs module-side PPP on `network`, all
+    calls sharing `radio` (none: a radio without limits)."""
+    shared = radio or Radio()
 
     def factory(call: DataCall, send: SendCallback, hangup: HangupCallback) -> DataSession:
-        return ModulePppSession(call, send, hangup, network=network, clock=clock, wake=wake)
+        return ModulePppSession(call, send, hangup, network=network, clock=clock, wake=wake, radio=shared)
 
     return factory

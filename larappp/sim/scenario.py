@@ -13,6 +13,12 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from larappp.errors import ConfigError
+from larappp.sim.radio import (
+    CAT1_DOWNLINK_KBIT,
+    CAT1_UPLINK_KBIT,
+    DEFAULT_UPLINK_BUFFER,
+    RadioSettings,
+)
 
 PDP_TYPES = ("IP", "IPV6", "IPV4V6")
 
@@ -82,6 +88,14 @@ class Scenario:
     firmware: str = "03.15"
     ping_interval: float = 0.1
     seed: int = 0
+    #: The radio (larappp.sim.radio), shared by all calls: rates in kbit/s (0: no limit; LTE
+    #: Cat 1 is 10300 down, 5200 up), one-way latency in ms, the module's uplink buffer in
+    #: bytes (app note §4: what overflows it is dropped). Off by default, so that tests and
+    #: the throughput benchmark measure larappp, not the radio.
+    downlink_kbit: int = 0
+    uplink_kbit: int = 0
+    latency_ms: float = 0.0
+    uplink_buffer: int = DEFAULT_UPLINK_BUFFER
 
     def __post_init__(self) -> None:
         if self.operator not in OPERATORS:
@@ -94,6 +108,11 @@ class Scenario:
                      "escape_max_gap", "ping_interval"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"simulator {name} is negative: give a time in seconds >= 0")
+        for name in ("downlink_kbit", "uplink_kbit", "latency_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"simulator {name} is negative: give 0 (no limit) or more")
+        if self.uplink_buffer < 1500:
+            raise ConfigError("simulator uplink_buffer must hold one packet: give at least 1500 bytes")
         for name in ("urc_noise", "garbage"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"simulator {name} must be a probability between 0 and 1")
@@ -105,6 +124,11 @@ class Scenario:
     @property
     def network(self) -> Operator:
         return OPERATORS[self.operator]
+
+    @property
+    def radio(self) -> RadioSettings:
+        return RadioSettings(uplink_kbit=self.uplink_kbit, downlink_kbit=self.downlink_kbit,
+                             latency=self.latency_ms / 1000, uplink_buffer=self.uplink_buffer)
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -162,6 +186,15 @@ class Scenario:
         parser.add_argument("--never-register", action="store_true", default=None)
         parser.add_argument("--echo", choices=("on", "off"), help="echo after boot (default on)")
         parser.add_argument("--seed", type=int)
+        parser.add_argument("--radio", choices=("cat1", "off"),
+                            help=f"cat1: LTE Cat 1 rates ({CAT1_DOWNLINK_KBIT} kbit/s down, {CAT1_UPLINK_KBIT} up); "
+                                 "off: no limit (default)")
+        parser.add_argument("--downlink-kbit", type=int, metavar="KBIT", help="radio downlink rate (0: no limit)")
+        parser.add_argument("--uplink-kbit", type=int, metavar="KBIT", help="radio uplink rate (0: no limit)")
+        parser.add_argument("--latency-ms", type=float, metavar="MS", help="one-way radio latency")
+        parser.add_argument("--uplink-buffer", type=int, metavar="BYTES",
+                            help=f"the module's uplink buffer (default {DEFAULT_UPLINK_BUFFER}); "
+                                 "what overflows it is dropped and counted")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Scenario:
@@ -181,7 +214,13 @@ class Scenario:
             "never_register": args.never_register,
             "echo": None if args.echo is None else args.echo == "on",
             "seed": args.seed,
+            "latency_ms": args.latency_ms,
+            "uplink_buffer": args.uplink_buffer,
         }
+        cat1 = args.radio == "cat1"
+        for key, given, preset in (("downlink_kbit", args.downlink_kbit, CAT1_DOWNLINK_KBIT),
+                                   ("uplink_kbit", args.uplink_kbit, CAT1_UPLINK_KBIT)):
+            data[key] = given if given is not None else preset if cat1 else None
         return cls.from_dict(data)
 
     # -- faults -------------------------------------------------------------------
