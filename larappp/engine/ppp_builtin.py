@@ -2,6 +2,12 @@
 PppLink (host role), a SlaacClient and a TUN interface. It makes no protocol decisions:
 it feeds bytes, packets and time in, and carries out what comes out.
 
+The data path costs per wakeup, not per packet: the port and the TUN are read from the
+loop's own reader callbacks (no task, future or epoll_ctl per chunk), a wakeup takes all
+the TUN has queued and every frame in the port's chunk, and the writer sends what
+accumulated in one write. Timers are one loop timer, moved only when a deadline moves
+earlier.
+
 Flow control: the uplink (TUN -> module) stops reading the TUN while more than
 `UPLINK_HIGH_WATER` bytes wait for the port, so the kernel queues (and at worst drops) at
 the TUN instead of larappp buffering without bound; the port's own write applies RTS/CTS
@@ -51,12 +57,13 @@ class BuiltinPppEngine(PppEngine):
         self.tun: Tun | None = None
         #: why each expected family was given up (the NCP's own reason), for the error
         self._kick = asyncio.Event()
-        self._timer_kick = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
         self._pending_out = 0
         self._actions: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        #: the callback pumps still running (the task pumps are in _tasks)
+        self._callbacks: set[str] = set()
         self._attached = False
         #: received packets the TUN refused (not IP, or the interface not up yet)
         self.tun_write_errors = 0
@@ -69,16 +76,16 @@ class BuiltinPppEngine(PppEngine):
         self.tun = Tun.open(self.options.ifname, mtu=self.options.mru)
         await self.host.open()
         await self.host.prepare(ipv6=6 in self.options.families)
+        self._callbacks = {"serial-in", "tun-in", "timers"}
         self.link.open(self._clock())
         if self._leftover:
             self.link.receive_data(self._leftover, self._clock())
             self._leftover = b""
         self._process_events()
+        self.pipe.start_reading(self._serial_data, self._port_closed)
+        self.tun.start_reading(self._tun_packets, self._tun_failed)
         for coro, name in (
-            (self._serial_reader(), "serial-in"),
-            (self._tun_reader(), "tun-in"),
             (self._writer(), "serial-out"),
-            (self._timers(), "timers"),
             (self._configurator(), "configure"),
         ):
             task = asyncio.create_task(coro, name=f"ppp {self.options.ifname} {name}")
@@ -98,7 +105,7 @@ class BuiltinPppEngine(PppEngine):
         """Send LCP Terminate-Request and wait for the link to finish (app note §4.2)."""
         if not self.terminated.is_set():
             self.link.close(self._clock(), "larappp down")
-            self._kick.set()
+            self._process_events()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.terminated.wait(), timeout)
         # Let the writer flush the last Terminate-Ack / Request before the pipe changes hands.
@@ -106,6 +113,12 @@ class BuiltinPppEngine(PppEngine):
 
     async def stop(self) -> list[str]:
         """Stop pumping, undo the host configuration, remove the TUN, give the pipe back."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self.pipe.stop_reading()
+        if self.tun is not None:
+            self.tun.stop_reading()
         await cancel_all(self._tasks)
         failures = await self.host.close()
         if self.tun is not None:
@@ -121,8 +134,22 @@ class BuiltinPppEngine(PppEngine):
         if task.cancelled() or task.exception() is None:
             return
         exc = task.exception()
+        assert exc is not None
         log.error("%s failed", task.get_name(), exc_info=exc)
         self._finish(f"larappp's {task.get_name()} pump failed: {exc!r}")
+
+    def _pump_failed(self, pump: str, exc: BaseException) -> None:
+        """A callback pump that met an unforeseen error stops and ends the session."""
+        self._callbacks.discard(pump)
+        name = f"ppp {self.options.ifname} {pump}"
+        log.error("%s failed", name, exc_info=exc)
+        self._finish(f"larappp's {name} pump failed: {exc!r}")
+
+    def running_pumps(self) -> set[str]:
+        """The pumps still running: serial-in, tun-in, timers, serial-out, configure."""
+        prefix = f"ppp {self.options.ifname} "
+        tasks = {task.get_name().removeprefix(prefix) for task in self._tasks if not task.done()}
+        return tasks | self._callbacks
 
     def status(self) -> dict[str, object]:
         stats = self.link.stats
@@ -137,26 +164,38 @@ class BuiltinPppEngine(PppEngine):
         }
 
     # -- pumps ---------------------------------------------------------------------------
-    async def _serial_reader(self) -> None:
+    def _serial_data(self, data: bytes) -> None:
+        """A chunk from the port (called by the loop's reader): every frame in it at once."""
+        if "serial-in" not in self._callbacks:
+            return
         try:
-            while True:
-                data = await self.pipe.read()
-                self.link.receive_data(data, self._clock())
-                self._process_events()
-        except PortClosed as exc:
-            self._finish(f"the module's port closed ({exc})")
+            self.link.receive_data(data, self._clock())
+            self._process_events()
+        except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
+            self._pump_failed("serial-in", exc)
 
-    async def _tun_reader(self) -> None:
-        assert self.tun is not None
-        while True:
-            if self._pending_out > UPLINK_HIGH_WATER:
-                self._drained.clear()
-                await self._drained.wait()
-            packet = await self.tun.read()
-            family = packet[0] >> 4 if packet else 0
-            if family in (4, 6) and self.link.send_packet(family, packet):
-                self._pending_out += len(packet)
+    def _port_closed(self, exc: PortClosed) -> None:
+        self._callbacks.discard("serial-in")
+        self._finish(f"the module's port closed ({exc})")
+
+    def _tun_packets(self, packets: list[bytes]) -> None:
+        """Packets from the TUN (all it had queued): framed now, written by the writer at once."""
+        try:
+            link, queued = self.link, 0
+            for packet in packets:
+                family = packet[0] >> 4 if packet else 0
+                if (family == 4 or family == 6) and link.send_packet(family, packet):
+                    queued += len(packet)
+            if queued:
+                self._pending_out += queued
                 self._kick.set()
+                if self._pending_out > UPLINK_HIGH_WATER and self.tun is not None:
+                    self.tun.pause_reading()
+        except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
+            self._pump_failed("tun-in", exc)
+
+    def _tun_failed(self, exc: OSError) -> None:
+        self._pump_failed("tun-in", exc)
 
     async def _writer(self) -> None:
         while True:
@@ -171,23 +210,35 @@ class BuiltinPppEngine(PppEngine):
                 self._finish(f"the module's port closed ({exc})")
                 return
             self._pending_out = 0
-            self._drained.set()
+            if self.tun is not None:
+                self.tun.resume_reading()
 
-    async def _timers(self) -> None:
-        while True:
-            deadlines = [t for t in (self.link.get_timer(), self.slaac.get_timer() if self.slaac else None) if t is not None]
-            now = self._clock()
-            delay = min(deadlines) - now if deadlines else 1.0
-            if delay > 0:
-                # Woken early when new input may have set an earlier deadline.
-                self._timer_kick.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._timer_kick.wait(), min(delay, 1.0))
+    def _schedule_timer(self) -> None:
+        """Keep one loop timer at the earliest deadline (at most 1 s away); moved only earlier."""
+        if "timers" not in self._callbacks:
+            return
+        now = self._clock()
+        due = now + 1.0
+        for deadline in (self.link.get_timer(), self.slaac.get_timer() if self.slaac else None):
+            if deadline is not None and deadline < due:
+                due = deadline
+        if self._timer is not None:
+            if self._timer_due <= due:
+                return
+            self._timer.cancel()
+        self._timer_due = due
+        self._timer = asyncio.get_running_loop().call_later(max(due - now, 0.0), self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        try:
             now = self._clock()
             self.link.handle_timer(now)
             if self.slaac is not None:
                 self.slaac.handle_timer(now)
             self._process_events()
+        except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
+            self._pump_failed("timers", exc)
 
     async def _configurator(self) -> None:
         """Applies host configuration in order (netlink calls are async, events are not)."""
@@ -249,8 +300,9 @@ class BuiltinPppEngine(PppEngine):
                     self._fail(no_router_advertisement(self.options.ifname, sev.reason))
                 else:
                     self._actions.put_nowait(("slaac", sev))
-        self._kick.set()
-        self._timer_kick.set()
+        if self.link.has_data_to_send:
+            self._kick.set()
+        self._schedule_timer()
 
     def _deliver(self, family: int, packet: bytes) -> None:
         if family == 6 and self.slaac is not None and slaac.is_router_advertisement(packet):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from larappp.errors import PortError
+from larappp.errors import PortClosed, PortError
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Pipe(abc.ABC):
     def __init__(self) -> None:
         self._owner: str | None = None
         self._lines_callback: Callable[[ModemLines], None] | None = None
+        self._read_task: asyncio.Task[None] | None = None
 
     # -- ownership -------------------------------------------------------------
     @property
@@ -61,6 +63,36 @@ class Pipe(abc.ABC):
     @abc.abstractmethod
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Wait for and return at least one byte; raises PortClosed when the port went away."""
+
+    def start_reading(self, on_data: Callable[[bytes], None], on_closed: Callable[[PortClosed], None]) -> None:
+        """Deliver what arrives to `on_data` from the event loop until `stop_reading()`.
+
+        The data path's way to read: no task switch or future per chunk where the pipe can
+        avoid them (SerialPipe calls back straight from the loop's reader). `on_closed` is
+        called once when the port goes away; neither is called after `stop_reading()`.
+        This generic form is a task looping over `read()`.
+        """
+        if self._read_task is not None:
+            raise PortError(f"{self.name} is already being read")
+
+        async def pump() -> None:
+            while True:
+                try:
+                    data = await self.read()
+                except PortClosed as exc:
+                    on_closed(exc)
+                    return
+                on_data(data)
+
+        self._read_task = asyncio.create_task(pump(), name=f"read {self.name}")
+
+    async def stop_reading(self) -> None:
+        """Stop the deliveries `start_reading()` began; safe to call when not reading."""
+        task, self._read_task = self._read_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     @abc.abstractmethod
     async def write(self, data: bytes) -> None:

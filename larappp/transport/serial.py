@@ -29,6 +29,8 @@ from larappp.errors import ConfigError, PortClosed, PortError
 from larappp.transport.pipe import ModemLines, Pipe
 
 _NO_MODEM_LINES_ERRNOS = frozenset({errno.ENOTTY, errno.EINVAL})
+#: The most one read takes: a 64 KiB chunk holds dozens of 1500-octet frames.
+_READ_CHUNK = 65536
 #: How long `hangup()` holds the speed at B0 by default (pppd holds it for one second).
 HANGUP_HOLD_S = 1.0
 
@@ -73,6 +75,8 @@ class _OpenPort:
     serial: serial.Serial
     fd: int
     waiters: set[asyncio.Future[None]] = field(default_factory=set)
+    #: while start_reading() delivers: tells the reader that close() ended it
+    reader: Callable[[], None] | None = None
 
 
 class SerialPipe(Pipe):
@@ -149,6 +153,10 @@ class SerialPipe(Pipe):
         for waiter in port.waiters:
             if not waiter.done():
                 waiter.set_exception(PortClosed(f"{self.device} was closed by larappp"))
+        if port.reader is not None:
+            loop.call_soon(port.reader)
+            port.reader = None
+            self._reading = False
         try:
             fcntl.ioctl(port.fd, termios.TIOCNXCL)
         except OSError:
@@ -215,6 +223,51 @@ class SerialPipe(Pipe):
                 return data
         finally:
             self._reading = False
+
+    def start_reading(self, on_data: Callable[[bytes], None], on_closed: Callable[[PortClosed], None]) -> None:
+        """Call `on_data` straight from the loop's reader whenever the port has bytes.
+
+        The reader stays registered while reading, so a chunk costs one wakeup and one
+        os.read: no epoll_ctl, future or task switch per chunk (the data path's way).
+        """
+        port = self._require_open()
+        if self._reading:
+            raise PortError(f"{self.device} is already being read; only the pipe's owner may read it")
+        self._reading = True
+        loop = asyncio.get_running_loop()
+
+        def readable() -> None:
+            try:
+                data = os.read(port.fd, _READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                gone: PortClosed | None = self._gone(exc)
+            else:
+                if data:
+                    on_data(data)
+                    return
+                gone = self._gone(None)
+            self._stop_reader(port)
+            assert gone is not None
+            on_closed(gone)
+
+        def closed_by_us() -> None:
+            on_closed(PortClosed(f"{self.device} was closed by larappp"))
+
+        port.reader = closed_by_us
+        loop.add_reader(port.fd, readable)
+
+    async def stop_reading(self) -> None:
+        """Stop calling back; safe when not reading."""
+        if self._port is not None and self._port.reader is not None:
+            self._stop_reader(self._port)
+
+    def _stop_reader(self, port: _OpenPort) -> None:
+        port.reader = None
+        self._reading = False
+        if self._port is port:
+            asyncio.get_running_loop().remove_reader(port.fd)
 
     async def write(self, data: bytes) -> None:
         """Write all of `data`, waiting while the kernel buffer is full; PortClosed if gone."""

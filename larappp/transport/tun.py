@@ -32,6 +32,7 @@ import fcntl
 import os
 import socket
 import struct
+from collections.abc import Callable
 from typing import Self
 
 from larappp.errors import ConfigError, NetworkSetupError
@@ -64,6 +65,10 @@ class Tun:
     def __init__(self, fd: int, name: str) -> None:
         self._fd = fd
         self.name = name
+        self._on_packets: Callable[[list[bytes]], None] | None = None
+        self._on_error: Callable[[OSError], None] | None = None
+        self._batch = 0
+        self._reader_loop: asyncio.AbstractEventLoop | None = None
 
     # -- opening -------------------------------------------------------------------
     @classmethod
@@ -198,9 +203,62 @@ class Tun:
             else:
                 loop.remove_writer(fd)
 
+    # -- the data path: packets delivered from the loop's reader, in batches -------------
+    def start_reading(
+        self, on_packets: Callable[[list[bytes]], None], on_error: Callable[[OSError], None], *, batch: int = 64
+    ) -> None:
+        """Call `on_packets` with every packet waiting (up to `batch` per wakeup) until stopped.
+
+        One wakeup reads all the kernel has queued, so a burst costs one callback, and the
+        reader stays registered between wakeups (no epoll_ctl or future per packet). A read
+        error stops the reading and goes to `on_error`.
+        """
+        self._on_packets = on_packets
+        self._on_error = on_error
+        self._batch = batch
+        self.resume_reading()
+
+    def pause_reading(self) -> None:
+        """Leave packets in the kernel's queue (where it drops what does not fit)."""
+        if self._reader_loop is not None:
+            self._reader_loop.remove_reader(self._fd)
+            self._reader_loop = None
+
+    def resume_reading(self) -> None:
+        """Deliver packets again after `pause_reading()`."""
+        if self._reader_loop is None and self._on_packets is not None and self._fd >= 0:
+            self._reader_loop = asyncio.get_running_loop()
+            self._reader_loop.add_reader(self._fd, self._readable)
+
+    def stop_reading(self) -> None:
+        """Stop delivering packets; safe when not reading."""
+        self.pause_reading()
+        self._on_packets = self._on_error = None
+
+    def _readable(self) -> None:
+        packets: list[bytes] = []
+        read, fd = os.read, self._fd
+        error: OSError | None = None
+        for _ in range(self._batch):
+            try:
+                packets.append(read(fd, 65536))
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                error = exc
+                break
+        on_packets, on_error = self._on_packets, self._on_error
+        if packets and on_packets is not None:
+            on_packets(packets)
+        if error is not None:
+            self.stop_reading()
+            if on_error is not None:
+                on_error(error)
+
     # -- closing ---------------------------------------------------------------------
     def close(self) -> None:
         """Close the fd; the kernel removes the interface with its addresses and routes."""
+        self.stop_reading()
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)

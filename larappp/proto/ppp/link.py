@@ -397,6 +397,11 @@ class PppLink:
             if self._terminated:
                 return
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether `data_to_send()` has octets for the line (no need to wake a writer otherwise)."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         """Octets to write to the line (frames back to back, sharing flags)."""
         if not self._out:
