@@ -78,6 +78,7 @@ class SessionState:
     since: float = 0.0
     up_since: float | None = None
     error: str = ""
+    #: links lost, and redials attempted (each redial after a loss counts, failed or not)
     losses: int = 0
     redials: int = 0
     last_loss: float | None = None
@@ -212,6 +213,8 @@ class Session:
                 self._set(WAITING)
                 await asyncio.sleep(delay)
                 self.state.next_attempt_at = None
+                self.state.redials += 1
+                self._set(CONNECTING)  # attempt `attempt` is under way
                 try:
                     await self._redial(bring_up, fresh=failures > 0, notes=notes)
                     break
@@ -225,10 +228,9 @@ class Session:
                             f"cid {self.config.cid}: {failures} redials failed in a row (maxfail = "
                             f"{self.config.maxfail}); the last: {exc}"
                         ) from None
-            self.state.redials += 1
             self.state.attempt = 0
             self.state.error = ""
-            note(f"cid {self.config.cid}: back up after {self.state.redials} redial(s) in all")
+            note(f"cid {self.config.cid}: back up after {failures + 1} redial(s)")
             self._changed()
 
     async def _wait_for_loss(self) -> str:
