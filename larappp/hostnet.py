@@ -179,6 +179,22 @@ class HostInterface:
             return None
         return None
 
+    # -- one family ending while the link stays -------------------------------------------------
+    async def withdraw(self, family: int) -> list[str]:
+        """Undo what IP `family` set (its NCP closed while the link stays up): addresses, routes
+        and DNS servers; returns what could not be undone. Applying it again later starts clean."""
+        failures = await self.netlink.ledger.undo(family)
+        if family == 4:
+            self.state.ipv4 = self.state.ipv4_peer = None
+            self._dns_v4 = []
+        else:
+            self.state.ipv6_link_local = self.state.ipv6_router = None
+            self.state.ipv6_global = []
+            self._dns_v6 = []
+        self._publish_dns()
+        self._record()
+        return failures
+
     def _publish_dns(self) -> None:
         servers: list[IPv4Address | IPv6Address] = [*self._dns_v4, *self._dns_v6]
         self.state.dns = [str(s) for s in servers]

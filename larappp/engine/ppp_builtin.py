@@ -266,7 +266,14 @@ class BuiltinPppEngine(PppEngine):
                 name = (event.protocol if isinstance(event, ev.NetworkProtocolClosed) else event.name).upper()
                 family = 6 if "IPV6" in name else 4 if "IPCP" in name else 0
                 self._note(f"{self.options.ifname}: {event}")
-                if family in self.families_expected and family not in self.families_up:
+                if family in self.families_up and not self.link.terminated:
+                    # This family alone went down (renegotiated, or closed by the network):
+                    # nothing of it may stay on the host; it is set again when it reopens.
+                    self.families_up.discard(family)
+                    if family == 6:
+                        self.slaac = None
+                    self._actions.put_nowait(("withdraw", family))
+                elif family in self.families_expected and family not in self.families_up:
                     if isinstance(event, ev.ProtocolRejected):
                         # The network does not offer this family (IPV6CP rejected on IPv4-only).
                         self.families_expected.discard(family)
@@ -318,7 +325,11 @@ class BuiltinPppEngine(PppEngine):
                 log.debug("%s: the kernel refused a received IPv%d packet: %s", self.options.ifname, family, exc)
 
     async def _apply(self, kind: str, value: Any) -> None:
-        if kind == "link-up":
+        if kind == "withdraw":
+            failures = await self.host.withdraw(value)
+            self._note(f"{self.options.ifname}: IPv{value} withdrawn from the host"
+                       + (f" (not undone: {'; '.join(failures)})" if failures else ""))
+        elif kind == "link-up":
             await self.host.link_up(min(int(value), self.options.mru) if value else None)
         elif kind == "ipv4":
             await self.host.apply_ipv4(value.local, value.peer, value.dns)

@@ -105,9 +105,7 @@ class ModulePppSession(DataSession):
         if ncp is None:
             raise ValueError(f"the call negotiates no {'IPCP' if family == 4 else 'IPV6CP'}")
         self._opening = False
-        ncp.down(now, "the module renegotiates")
-        ncp.up(now)
-        self.link.handle_timer(now)  # settles the link's bookkeeping of the NCP
+        self.link.renegotiate(family, now)
         self._process()
 
     # -- network -------------------------------------------------------------------------------

@@ -126,6 +126,15 @@ class LedgerEntry:
     table: int = RT_TABLE_MAIN
     old_mtu: int | None = None  # for kind=mtu
 
+    @property
+    def family(self) -> int | None:
+        """The IP family (4 or 6) of an address or route; None for link changes."""
+        if self.kind == "address":
+            return 6 if ":" in (self.address or "") else 4
+        if self.kind == "route":
+            return 6 if ":" in (self.destination or "") else 4
+        return None
+
     def describe(self) -> str:
         if self.kind == "address":
             peer = f" peer {self.peer}" if self.peer else ""
@@ -168,11 +177,15 @@ class NetlinkLedger:
         for item in data:
             self.record(LedgerEntry(**item))
 
-    async def undo(self) -> list[str]:
-        """Revert every entry, newest first; returns what could not be reverted (and keeps it)."""
+    async def undo(self, family: int | None = None) -> list[str]:
+        """Revert every entry (or the addresses and routes of IP `family` only), newest first;
+        returns what could not be reverted (and keeps it)."""
         failures: list[str] = []
         kept: list[LedgerEntry] = []
         for entry in reversed(self.entries):
+            if family is not None and entry.family != family:
+                kept.append(entry)
+                continue
             try:
                 await self.netlink._revert(entry)
             except (NetlinkError, OSError) as exc:
@@ -650,6 +663,17 @@ class Netlink:
                 spec["local"] = str(interface.ip)
                 spec["address"] = entry.peer
             await ipr.addr("del", **spec)
+            if interface.version == 6 and not interface.ip.is_link_local and interface.network.prefixlen < 128:
+                # The kernel keeps the on-link prefix route of an address with lifetimes until
+                # that route's own expiry: gone with the address, or it routes into a stale prefix.
+                try:
+                    await ipr.route(
+                        "del", oif=index, dst=str(interface.network.network_address),
+                        dst_len=interface.network.prefixlen, family=socket.AF_INET6, table=RT_TABLE_MAIN,
+                    )
+                except NetlinkError as exc:
+                    if exc.code not in _GONE:
+                        raise
         elif entry.kind == "route":
             assert entry.destination is not None
             network = ip_network(entry.destination)

@@ -126,6 +126,38 @@ def test_ppp_style_configuration_and_exact_undo(netns: str) -> None:
     assert seen["after_link"]["mtu"] == 1500 and "UP" not in seen["after_link"]["flags"]
 
 
+def test_undo_of_one_family_leaves_the_other_and_the_link(netns: str) -> None:
+    async def scenario(tun: Tun) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with Netlink() as nl:
+            await nl.set_link_up(tun.name)
+            assert await nl.add_ipv4_peer(tun.name, "10.20.30.40", "10.64.64.64")
+            assert await nl.add_default_route(tun.name, 4, metric=100)
+            assert await nl.add_ipv6_link_local(tun.name, HOST_IID)
+            assert await nl.add_ipv6_global(tun.name, GLOBAL, valid_lft=3600, preferred_lft=1800)
+            assert await nl.add_default_route(tun.name, 6, gateway=ROUTER_LL, metric=100)
+            seen["failures"] = await nl.ledger.undo(6)  # IPV6CP closed, IPCP and the link stay
+            seen["addresses"] = addr_set(netns, tun.name)
+            seen["v4"] = [r["dst"] for r in routes(netns, "-4")]
+            seen["v6"] = [r["dst"] for r in routes(netns, "-6")]
+            seen["left"] = [entry.describe() for entry in nl.ledger.entries]
+            await nl.ledger.undo()
+        return seen
+
+    def no_kernel_link_local(tun: Tun) -> None:
+        Path(f"/proc/sys/net/ipv6/conf/{tun.name}/addr_gen_mode").write_text("1")
+
+    seen = in_tun_namespace(netns, "ppp0", scenario, no_kernel_link_local)
+    assert seen["failures"] == []
+    assert seen["addresses"] == {("10.20.30.40", "10.64.64.64", 32)}
+    assert "default" in seen["v4"] and seen["v6"] == []
+    assert seen["left"] == [
+        "link ppp0 up",
+        "address 10.20.30.40/32 peer 10.64.64.64 on ppp0",
+        "route 0.0.0.0/0 dev ppp0 metric 100",
+    ]
+
+
 def test_what_was_there_before_is_not_claimed_and_survives_undo(netns: str) -> None:
     def administrator_was_here(tun: Tun) -> None:
         subprocess.run(
