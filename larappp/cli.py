@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -150,6 +151,9 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_bring_up, signal.Signals(signum).name)
+    # `larappp status` asks for the counters as they are now (between the daemon's own
+    # refreshes, every 2 s).
+    loop.add_signal_handler(signal.SIGUSR1, sup.refresh)
     try:
         await sup.start()
     except BaseException as exc:
@@ -391,14 +395,34 @@ def status_exit_code(state: dict[str, Any], running: bool) -> int:
     return STATUS_DEGRADED
 
 
+def _fresh_state(daemon: runtime.Daemon, paths: runtime.RuntimePaths, state: dict[str, Any]) -> dict[str, Any]:
+    """The state with current counters: the daemon writes it on SIGUSR1 (up to 1 s waited).
+
+    Another user may not signal the daemon: it then sees the figures of the last refresh.
+    """
+    try:
+        daemon.signal(signal.SIGUSR1)
+    except OSError:
+        return state
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        fresh = runtime.read_json(paths.state)
+        if fresh is not None and fresh.get("updated") != state.get("updated"):
+            return fresh
+    return state
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args.config))
     paths = runtime.RuntimePaths.of(config)
     daemon = runtime.Daemon.find(paths) if paths.directory.is_dir() else None
     running = daemon is not None
-    if daemon is not None:
-        daemon.close()
     state = runtime.read_json(paths.state)
+    if daemon is not None:
+        if state is not None and state.get("state") == "up" and state.get("pid") == daemon.pid:
+            state = _fresh_state(daemon, paths, state)
+        daemon.close()
     if state is None:
         state = {"state": "down", "sessions": []}
     elif not running and state.get("state") not in runtime.ENDED_STATES:

@@ -65,7 +65,10 @@ def raw_pty_copy_mbit(seconds: float) -> float:
     def reader() -> None:
         nonlocal done
         while True:
-            data = os.read(slave, 65536)
+            try:
+                data = os.read(slave, 65536)
+            except OSError:  # EIO once the master is closed
+                return
             if not data:
                 return
             done += len(data)
@@ -177,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     if which & {"a", "b", "c"}:
         with SimRig(sessions=1) as rig:
-            up_s = rig.up()
+            up_s, dial_s = rig.up()
             if "c" in which:
-                rows.append(Row("(c) larappp up to IPv4 + global IPv6", up_s, "s", 1.0, "goal s", up_s, "< 1 s"))
+                rows.append(Row("(c) ATD to IPv4 + global IPv6 usable", dial_s, "s", up_s,
+                                "whole larappp up s", dial_s / up_s, "< 1 s"))
             if "b" in which:
                 rows += bench_cpu(rig, args.seconds)
             if "a" in which:

@@ -79,7 +79,7 @@ class SimRig:
         if len(self.ptys) < self.ports:
             raise RuntimeError("the simulator did not announce its ports: " + "".join(seen))
         sessions = "".join(
-            f'[[session]]\ncid = {cid}\napn = "internet"\nport = "{self.ptys[cid - 1]}"\nteardown = "lcp"\n'
+            f'[[session]]\ncid = {cid}\napn = "{"internet" if cid == 1 else f"apn{cid}.example"}"\nport = "{self.ptys[cid - 1]}"\nteardown = "lcp"\n'
             f'default_route = {"true" if cid == 1 else "false"}\n'
             for cid in range(1, self.sessions + 1)
         )
@@ -93,15 +93,28 @@ class SimRig:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=self._env,
                               check=False)
 
-    def up(self) -> float:
-        """Bring every session up; seconds `larappp up` took (ATD to IPv4 + global IPv6 usable)."""
+    def up(self) -> tuple[float, float]:
+        """Bring every session up: seconds `larappp up` took, and from the first ATD (its
+        "dialing" progress line) until the last session had IPv4 and global IPv6 usable."""
         self._up = True
+        argv = ns_argv(self.dte, sys.executable, "-m", "larappp.cli", "--config", str(self.config), "up")
         start = time.monotonic()
-        out = self.larappp("up")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                env=self._env)
+        assert proc.stderr is not None
+        dialled = usable = 0.0
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("dialing cid") and not dialled:
+                dialled = time.monotonic()
+            if " up, IPv4 " in line:
+                usable = time.monotonic()
+        out = proc.communicate(timeout=120)[0]
         elapsed = time.monotonic() - start
-        if out.returncode != 0:
-            raise RuntimeError(f"larappp up failed ({out.returncode}): {out.stderr}{out.stdout}")
-        return elapsed
+        if proc.returncode != 0:
+            raise RuntimeError(f"larappp up failed ({proc.returncode}): {''.join(lines)}{out}")
+        return elapsed, usable - dialled if dialled and usable else float("nan")
 
     def status(self) -> dict[str, Any]:
         out = self.larappp("status", "--json", timeout=30)

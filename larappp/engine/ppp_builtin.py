@@ -253,10 +253,15 @@ class BuiltinPppEngine(PppEngine):
 
     # -- events --------------------------------------------------------------------------
     def _process_events(self) -> None:
+        # Only control traffic moves a deadline earlier (every timer starts with a control
+        # frame sent or an event): a wakeup that carried IP packets alone leaves it be.
+        control = False
         while (event := self.link.next_event()) is not None:
             if isinstance(event, ev.PacketReceived):
-                self._deliver(event.family, event.packet)
-            elif isinstance(event, ev.LinkOpened):
+                control |= self._deliver(event.family, event.packet)
+                continue
+            control = True
+            if isinstance(event, ev.LinkOpened):
                 self._actions.put_nowait(("link-up", event.remote_mru))
             elif isinstance(event, ev.IpcpOpened):
                 self._actions.put_nowait(("ipv4", event))
@@ -301,20 +306,25 @@ class BuiltinPppEngine(PppEngine):
                 self._note(f"{self.options.ifname}: {event}")
         if self.slaac is not None:
             for packet in self.slaac.packets_to_send():
+                control = True
                 self.link.send_packet(6, packet)
             while (sev := self.slaac.next_event()) is not None:
+                control = True
                 if isinstance(sev, slaac.RaTimedOut):
                     self._fail(no_router_advertisement(self.options.ifname, sev.reason))
                 else:
                     self._actions.put_nowait(("slaac", sev))
         if self.link.has_data_to_send:
             self._kick.set()
-        self._schedule_timer()
+            control = True
+        if control or self._timer is None:
+            self._schedule_timer()
 
-    def _deliver(self, family: int, packet: bytes) -> None:
+    def _deliver(self, family: int, packet: bytes) -> bool:
+        """Hand a received packet to the kernel (or an RA to SLAAC: True)."""
         if family == 6 and self.slaac is not None and slaac.is_router_advertisement(packet):
             self.slaac.receive_packet(packet, self._clock())
-            return
+            return True
         if self.tun is not None:
             try:
                 self.tun.write_packet(packet)  # a full TUN queue drops, as a NIC would
@@ -323,6 +333,7 @@ class BuiltinPppEngine(PppEngine):
                 # arriving before the interface is up (EIO): drop it, keep the link.
                 self.tun_write_errors += 1
                 log.debug("%s: the kernel refused a received IPv%d packet: %s", self.options.ifname, family, exc)
+        return False
 
     async def _apply(self, kind: str, value: Any) -> None:
         if kind == "withdraw":
