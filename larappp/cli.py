@@ -378,6 +378,11 @@ def session_lines(s: dict[str, Any]) -> list[str]:
             f"DNS {', '.join(s.get('dns') or []) or '-'}"
         )
     lines += [f"    warning: {w}" for w in s.get("warnings") or []]
+    if s.get("losses"):
+        lines.append(f"    lost {s['losses']} time(s), last: {s.get('last_loss_cause') or '?'}; redials {s.get('redials', 0)}")
+    if s.get("state") == "waiting" and s.get("next_attempt_at"):
+        when = time.strftime("%H:%M:%S", time.localtime(s["next_attempt_at"]))
+        lines.append(f"    waiting to redial (attempt {s.get('attempt')} at {when})")
     if s.get("error"):
         lines.append(f"    error: {s['error']}")
     return lines

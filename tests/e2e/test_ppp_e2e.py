@@ -65,11 +65,13 @@ def net(tmp_path: Path, cli: Cli) -> Iterator[object]:
     try:
         yield factory
     finally:
-        cli.cleanup()  # larappp down while its namespace and the simulator still exist
-        for sim in started:
-            sim.stop()
-        delete_netns(dte)
-        delete_netns(inet)
+        try:
+            cli.cleanup()  # larappp down while its namespace and the simulator still exist
+        finally:
+            for sim in started:
+                sim.stop()
+            delete_netns(dte)
+            delete_netns(inet)
 
 
 def _config(cli: Cli, n: Net, sessions: str, modem_extra: str = "") -> Path:

@@ -192,3 +192,50 @@ def test_network_ending_one_context_redials_it_and_leaves_the_other_alone(cli: C
     n.dte_run("ping", "-c", "1", "-W", "3", "-I", "lara3", SERVER_V4)
     print(f"+CGEV deactivation: detected after {detected:.2f} s, usable again after {recovered:.2f} s")
     _assert_clean_after_down(cli, path, n, n.sim.ptys[:2])
+
+
+#: each fault of the simulator's control socket, and how larappp may say it noticed
+FAULTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "drop": ({"fault": "drop", "cid": 1}, ("NO CARRIER",)),
+    "deactivate": ({"fault": "deactivate", "cid": 1}, ("NO CARRIER", "+CGEV")),
+    "silence": ({"fault": "silence", "cid": 1, "seconds": 30}, ("Echo", "echo")),
+    "reboot": ({"fault": "reboot", "seconds": 1}, ("port",)),
+    "unplug": ({"fault": "unplug", "seconds": 2}, ("port",)),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_fault_while_ping_runs_is_detected_undone_and_recovered(cli: Cli, net, fault: str) -> None:  # type: ignore[no-untyped-def]
+    """The simulator's fault control socket: each fault ends the call its own way."""
+    from larappp.sim.control import request
+
+    n: Net = net()
+    message, causes = FAULTS[fault]
+    cfg = _config(cli, n, _session(
+        n.sim.ptys[0], 1, "internet", extra="holdoff = 0.3\nlcp_echo_interval = 1\nlcp_echo_failure = 3\n",
+    ))
+    up = cli.run(cfg, "up", netns=n.dte, timeout=120)
+    assert up.returncode == 0, up.stderr + up.stdout
+    before = _host_state(n)
+    log = cfg.parent / "run" / "larappp.log"
+    ping = subprocess.Popen(["ip", "netns", "exec", n.dte, "ping", "-n", "-i", "0.2", SERVER_V4],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(0.5)
+        injected = time.monotonic()
+        answer = request(str(n.sim.ptys[0].rsplit("/", 1)[0] + "/control.sock"), message)
+        assert answer["ok"], answer
+        lost = _wait_for("the loss", lambda: (s := _status(cli, cfg, n)["sessions"][0])["losses"] >= 1 and s, 15, log)
+        detected = time.monotonic() - injected
+        assert any(c in lost["last_loss_cause"] for c in causes), lost
+        back = _wait_for("the redial", lambda: (s := _status(cli, cfg, n)["sessions"][0])["state"] == "up" and s, 60, log)
+        recovered = time.monotonic() - injected
+        assert back["losses"] == 1 and back["redials"] >= 1, back
+        n.dte_run("ping", "-c", "1", "-W", "3", SERVER_V4)
+        n.dte_run("ping", "-6", "-c", "1", "-W", "3", SERVER_V6)
+        assert _host_state(n) == before
+    finally:
+        ping.terminate()
+        ping.communicate(timeout=10)
+    print(f"{fault}: detected after {detected:.2f} s, usable again after {recovered:.2f} s")
+    _assert_clean_after_down(cli, cfg, n, [n.sim.ptys[0]])
