@@ -199,6 +199,7 @@ def _cycles(
             raise AssertionError(
                 f"cycle {index}: down failed ({down.returncode}): {down.stderr}{down.stdout}"
             )
+        cli.started_up.clear()  # down worked: nothing for cleanup() to stop (not 1,000 downs)
         links = _dte_links(dte)
         if links != ["lo"]:
             raise AssertionError(
