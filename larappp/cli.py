@@ -46,7 +46,10 @@ def _config_path(arg: str | None) -> str | None:
     return None
 
 
-def _stderr(message: str) -> None:
+def _stderr(message: str, priority: int = 3) -> None:
+    """A line for the user on stderr; under journald with its priority (3: error, 6: info)."""
+    if under_journald():
+        message = journal_lines(message, priority)
     print(message, file=sys.stderr, flush=True)
 
 
@@ -58,6 +61,7 @@ class _Progress:
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.quiet = quiet
         self._open_line = False
+        self.journal = not self.tty and under_journald(stream)
 
     def __call__(self, message: str) -> None:
         if self.quiet:
@@ -70,17 +74,71 @@ class _Progress:
             if transient and not self.tty:
                 return  # a log needs no per-second registration lines
             prefix = "\r\033[K" if self.tty and self._open_line else ""
+            if self.journal:
+                message = journal_lines(message, 6)
             self.stream.write(prefix + message + "\n")
             self._open_line = False
         self.stream.flush()
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# sd-daemon(3): a "<N>" prefix gives journald each line's priority (syslog levels).
+_JOURNAL_PRIORITIES = {
+    logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7,
+}
+
+
+def under_journald(stream: Any = None) -> bool:
+    """True when stderr is the journal's stream ($JOURNAL_STREAM names its device and inode,
+    systemd.exec(5)): journald adds its own timestamps and reads priority prefixes."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat((stream or sys.stderr).fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
+class JournalFormatter(logging.Formatter):
+    """One "<N>" priority prefix per line and no timestamp (journald records its own)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return journal_lines(f"{record.name}: {super().format(record)}", journal_priority(record.levelno))
+
+
+def journal_priority(levelno: int) -> int:
+    """The syslog priority of a logging level (a level between two takes the lower one's)."""
+    for level, priority in sorted(_JOURNAL_PRIORITIES.items(), reverse=True):
+        if levelno >= level:
+            return priority
+    return _JOURNAL_PRIORITIES[logging.DEBUG]
+
+
+def journal_lines(text: str, priority: int) -> str:
+    return "\n".join(f"<{priority}>{line}" for line in text.splitlines() or [""])
+
+
+def _setup_logging(verbose: bool, level_name: str | None = None, *, journal: bool | None = None) -> None:
+    """--log-level wins; else --verbose means debug; else warnings only."""
+    level = getattr(logging, level_name.upper()) if level_name else (logging.DEBUG if verbose else logging.WARNING)
+    global _log_handler
+    handler = logging.StreamHandler(sys.stderr)
+    if under_journald() if journal is None else journal:
+        handler.setFormatter(JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    if _log_handler is not None:
+        root.removeHandler(_log_handler)  # only ours: a test harness may have its own
+    _log_handler = handler
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+_log_handler: logging.Handler | None = None
 
 
 # --- up ------------------------------------------------------------------------------------
@@ -135,7 +193,7 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
     else:
         progress = _Progress(sys.stderr, quiet=args.quiet)
     progress = forwarding_status(progress)
-    trace = (lambda line: _stderr(f"AT {line}")) if args.verbose else None
+    trace = (lambda line: _stderr(f"AT {line}", 7)) if args.verbose else None
     for line in host_ports_before_up(config):
         progress(line)
     sup = Supervisor(config, progress=progress, trace=trace)
@@ -457,31 +515,45 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 # --- main ------------------------------------------------------------------------------------
+def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """The options every subcommand takes, before or after its name (`larappp up -v -c X`).
+    Under a subcommand their defaults are suppressed so they never undo what came before it."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="show the AT trace (secrets masked), debug logs and tracebacks")
+    common.add_argument("-c", "--config", metavar="FILE",
+                        help=f"TOML config (default: $LARAPPP_CONFIG, {DEFAULT_CONFIG_PATH}, else the built-in simulator)")
+    common.add_argument("--log-level", choices=LOG_LEVELS, metavar="LEVEL",
+                        help=f"log threshold: {', '.join(LOG_LEVELS)} (default: warning, debug with --verbose)")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="larappp", description="PPP dial-up for u-blox LARA-R6 modules")
+    parser = argparse.ArgumentParser(
+        prog="larappp", description="PPP dial-up for u-blox LARA-R6 modules", parents=[_common_options(suppress=False)]
+    )
     parser.add_argument("--version", action="version", version=f"larappp {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the AT trace (secrets masked) and tracebacks")
-    parser.add_argument("-c", "--config", help=f"TOML config (default: $LARAPPP_CONFIG, {DEFAULT_CONFIG_PATH}, else the built-in simulator)")
+    common = _common_options(suppress=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="bring the module and its sessions up")
+    up = sub.add_parser("up", parents=[common], help="bring the module and its sessions up")
     up.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (for a service manager)")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     up.set_defaults(func=cmd_up)
 
-    down = sub.add_parser("down", help="tear every session down and stop")
+    down = sub.add_parser("down", parents=[common], help="tear every session down and stop")
     down.add_argument("--timeout", type=float, default=60.0)
     down.set_defaults(func=cmd_down)
 
     status = sub.add_parser(
-        "status", help="show the module and sessions",
+        "status", parents=[common], help="show the module and sessions",
         description=f"Exit status: {STATUS_UP} all sessions up, {STATUS_DEGRADED} running but degraded "
         f"(bringing up, stopping, or a session not up), {STATUS_DOWN} not running; error codes are 1-8, 70, 130.",
     )
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
-    check = sub.add_parser("check", help="preflight: config rules, host port range, PPP backend")
+    check = sub.add_parser("check", parents=[common], help="preflight: config rules, host port range, PPP backend")
     check.add_argument("--fix-ports", action="store_true", help="reserve the module's port range on the host")
     check.add_argument("--persist", action="store_true", help="--fix-ports, and keep the reservation across reboots (/etc/sysctl.d)")
     check.add_argument("--json", action="store_true")
@@ -501,12 +573,9 @@ def main(argv: list[str] | None = None) -> int:
         return sim_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("config", "verbose"):
-        if not hasattr(args, name):
-            setattr(args, name, None)
     if not hasattr(args, "quiet"):
         args.quiet = False
-    _setup_logging(bool(args.verbose))
+    _setup_logging(bool(args.verbose), args.log_level)
     try:
         code: int = args.func(args)
         return code
