@@ -21,6 +21,7 @@ from typing import Any
 from larappp import __version__, runtime
 from larappp.config import DEFAULT_CONFIG_PATH, Config, load_config
 from larappp.errors import LarapppError
+from larappp.lara_r6 import identity
 
 EXIT_OK = 0
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in larappp, never a user's mistake
@@ -29,6 +30,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 STATUS_UP = 0  # the daemon runs and every session is up
 STATUS_DEGRADED = 10  # the daemon runs, but it is bringing up, stopping, or a session is not up
 STATUS_DOWN = 11  # no daemon runs (never started, stopped, failed, or killed)
+# `status --json`: raised when a field changes meaning or goes away (adding one keeps it).
+STATUS_SCHEMA_VERSION = 1
 
 log = logging.getLogger("larappp")
 
@@ -404,7 +407,7 @@ def _down_without_daemon(paths: runtime.RuntimePaths, config: Config) -> int:
 
 def _print_status(state: dict[str, Any], *, as_json: bool, stream: Any = sys.stdout) -> None:
     if as_json:
-        print(json.dumps(state, indent=2), file=stream)
+        print(json.dumps({"schema_version": STATUS_SCHEMA_VERSION, **state}, indent=2), file=stream)
         return
     for line in status_lines(state):
         print(line, file=stream)
@@ -415,13 +418,29 @@ def status_lines(state: dict[str, Any]) -> list[str]:
     lines = [f"larappp: {state.get('state')}" + (f" ({state['error']})" if state.get("error") else "")]
     modem = state.get("modem") or {}
     if modem:
-        lines.append(
-            f"  module {modem.get('model') or '?'} on {state.get('port')}: operator {modem.get('plmn') or '?'}"
-            f"{' (roaming)' if modem.get('roaming') else ''}, UEMBPF {modem.get('embpf') or 'off'}, "
-            f"XLAT {'on' if modem.get('xlat_enabled') else 'off'}"
-        )
+        lines += module_lines(modem, state.get("port"))
     for session in state.get("sessions", []):
         lines += session_lines(session)
+    return lines
+
+
+def module_lines(modem: dict[str, Any], port: object) -> list[str]:
+    """The module: who it is, the network it is on, how it hears it, and its settings."""
+    ids = ", ".join(f"{name} {modem[key]}" for name, key in (("firmware", "firmware"), ("IMEI", "imei"), ("ICCID", "iccid"))
+                    if modem.get(key))
+    lines = [f"  module {modem.get('model') or '?'} on {port or '?'}" + (f": {ids}" if ids else "")]
+    operator = modem.get("operator") or ""
+    plmn = modem.get("plmn") or ""
+    network = operator if not plmn or operator == plmn else f"{operator} ({plmn})"
+    signal = modem.get("signal") or {}
+    figures = identity.SignalQuality(**signal).text() if signal else "no signal figures"
+    act = modem.get("act_text") or "access technology unknown"
+    lines.append(
+        f"  network {network or '?'}{', roaming' if modem.get('roaming') else ''}, {act}, {figures}"
+    )
+    lines.append(
+        f"  UEMBPF {modem.get('embpf') or 'off'}, XLAT {'on' if modem.get('xlat_enabled') else 'off'}"
+    )
     return lines
 
 

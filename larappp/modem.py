@@ -16,7 +16,7 @@ from larappp import runtime
 from larappp.config import ModemConfig, SessionConfig
 from larappp.engine.at import AtRunner, UrcSubscription
 from larappp.errors import LarapppError, ModemError, ModemTimeout, PortClosed, PortError
-from larappp.lara_r6 import commands, parsers, ports, rules, scripts, xlat
+from larappp.lara_r6 import commands, identity, parsers, ports, rules, scripts, xlat
 from larappp.proto.at.chat import ChatScript
 from larappp.proto.at.core import ResponseReceived
 from larappp.transport.pipe import Pipe, PipeFactory
@@ -31,6 +31,10 @@ class ModemStatus:
     """What bring-up learned about the module and the network."""
 
     model: str = ""
+    firmware: str = ""
+    imei: str = ""
+    iccid: str = ""
+    signal: identity.SignalQuality | None = None
     mno_profile: int | None = None
     plmn: str = ""
     operator: str = ""
@@ -46,10 +50,15 @@ class ModemStatus:
     def to_json(self) -> dict[str, object]:
         return {
             "model": self.model,
+            "firmware": self.firmware,
+            "imei": self.imei,
+            "iccid": self.iccid,
             "mno_profile": self.mno_profile,
             "plmn": self.plmn,
             "operator": self.operator,
             "act": self.act,
+            "act_text": identity.act_text(self.act),
+            "signal": self.signal.to_json() if self.signal else None,
             "roaming": self.roaming,
             "embpf": self.embpf,
             "xlat_enabled": self.xlat_enabled,
@@ -170,6 +179,30 @@ class Modem:
             self.status.model = next((ln for ln in info.lines if ln.strip()), "")
         except ModemError:
             self.status.model = ""
+        await self._read_identity()
+
+    async def _read_identity(self) -> None:
+        """Firmware, IMEI and ICCID for `status`; one the module will not tell stays empty."""
+        reads: tuple[tuple[str, str, Callable[[parsers.Lines], str]], ...] = (
+            ("firmware", commands.cgmr(), lambda lines: identity.parse_text_answer(lines, "AT+CGMR")),
+            ("imei", commands.cgsn(), identity.parse_imei),
+            ("iccid", commands.ccid(), identity.parse_ccid),  # no SIM: +CME ERROR
+        )
+        for name, command, parse in reads:
+            try:
+                setattr(self.status, name, parse((await self.command(command)).lines))
+            except ModemError as exc:
+                log.info("%s not read: %s", command, exc)
+                setattr(self.status, name, "")
+
+    async def read_signal(self) -> identity.SignalQuality | None:
+        """AT+CESQ now, kept in the status; None when the module does not answer it."""
+        try:
+            self.status.signal = identity.parse_cesq((await self.command(commands.cesq())).lines)
+        except ModemError as exc:
+            log.info("AT+CESQ not read: %s", exc)
+            self.status.signal = None
+        return self.status.signal
 
     async def _apply_nvm_settings(self) -> None:
         cfg = self.config
@@ -274,6 +307,12 @@ class Modem:
         self.status.operator = op.name or ""
         if op.act is not None:
             self.status.act = op.act
+        try:
+            _, named, _ = await self._chat(scripts.READ_OPERATOR_NAME)
+            self.status.operator = parsers.parse_cops(named.lines).name or self.status.plmn
+        except ModemError as exc:
+            log.info("operator name not read: %s", exc)
+        await self.read_signal()
         self.status.contexts = {c.cid: c for c in parsers.parse_cgdcont((await self.command(commands.cgdcont_read())).lines)}
         self.status.params = {}
         for s in sessions:

@@ -28,6 +28,7 @@ from larappp.transport.pipe import Pipe, PipeFactory
 log = logging.getLogger(__name__)
 
 EXIT_BUG = 70  # EX_SOFTWARE, as the CLI reports a bug
+SIGNAL_REFRESH_INTERVAL = 30.0  # s between AT+CESQ reads on the idle control port
 
 
 class Supervisor:
@@ -187,7 +188,24 @@ class Supervisor:
 
     def _start_watching(self) -> None:
         if self._control_port_is_watched() and self.modem is not None and self.modem.at is not None:
-            self._watcher = asyncio.create_task(self._watch_network(self.modem), name="watch the control port")
+            self._watcher = asyncio.create_task(self._watch_control_port(self.modem), name="watch the control port")
+
+    async def _watch_control_port(self, modem: Modem) -> None:
+        refresher = asyncio.create_task(self._refresh_signal(modem), name="refresh +CESQ")
+        try:
+            await self._watch_network(modem)
+        finally:
+            await cancel_all([refresher])
+
+    async def _refresh_signal(self, modem: Modem) -> None:
+        """AT+CESQ every SIGNAL_REFRESH_INTERVAL on the idle control port, for `status` and metrics."""
+        while True:
+            await asyncio.sleep(SIGNAL_REFRESH_INTERVAL)
+            try:
+                await modem.read_signal()
+            except LarapppError as exc:  # the port went: the network watcher ends too
+                log.info("signal refresh stopped: %s", exc)
+                return
 
     async def _stop_watching(self) -> None:
         if self._watcher is not None:
@@ -225,7 +243,7 @@ class Supervisor:
             log.warning("control port: %s: %s", line, exc)
             return
         for session in lost:
-            session.lose(f"the control port said {line!r}")
+            session.lose(f'the control port said "{line}"')
 
     async def _bring_up_again(self, caller: Session) -> None:
         """Bring the module up again for a session that lost its port or failed to redial

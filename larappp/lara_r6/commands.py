@@ -259,6 +259,31 @@ def cgmm() -> str:
     return "AT+CGMM"
 
 
+def cgmr() -> str:
+    """AT+CGMR: the firmware version ("05.12")."""
+    return "AT+CGMR"
+
+
+def cgsn() -> str:
+    """AT+CGSN: the IMEI."""
+    return "AT+CGSN"
+
+
+def ccid() -> str:
+    """AT+CCID: the SIM's ICCID."""
+    return "AT+CCID"
+
+
+def cesq() -> str:
+    """AT+CESQ: extended signal quality (3GPP TS 27.007 §8.69), RSRP and RSRQ on LTE."""
+    return "AT+CESQ"
+
+
+def cops_format_long() -> str:
+    """AT+COPS=3,0: report the operator by its long alphanumeric name ("Vodafone IT")."""
+    return "AT+COPS=3,0"
+
+
 def ath() -> str:
     """ATH: in online command mode (after "+++") ends PPP and its context, with AT+CVHU=0 (§4.2)."""
     return "ATH"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from larappp.lara_r6 import commands, rules
 from larappp.proto.at.chat import ChatScript, ChatStep
 
-__all__ = ["DIAL_PORT_SETUP", "MODULE_INIT", "NETWORK_REPORTING", "READ_OPERATOR", "step"]
+__all__ = ["DIAL_PORT_SETUP", "MODULE_INIT", "NETWORK_REPORTING", "READ_OPERATOR", "READ_OPERATOR_NAME", "step"]
 
 
 def step(command: str, expect: str | None = None) -> ChatStep:
@@ -61,6 +61,16 @@ READ_OPERATOR = ChatScript(
     (
         step(commands.cops_format_numeric()),
         step(commands.cops_read(), expect=r"^\+COPS:"),
+    ),
+)
+
+#: The operator's long name ("Vodafone IT") for people, then back to the numeric format.
+READ_OPERATOR_NAME = ChatScript(
+    "operator name",
+    (
+        step(commands.cops_format_long()),
+        step(commands.cops_read(), expect=r"^\+COPS:"),
+        step(commands.cops_format_numeric()),
     ),
 )
 

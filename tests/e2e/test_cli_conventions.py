@@ -110,3 +110,27 @@ def test_without_the_journal_log_lines_keep_their_timestamp(tmp_path: Path) -> N
     done = _run(["--log-level", "debug", "status", "-c", str(_config(tmp_path))])
     assert done.returncode == cli.STATUS_DOWN
     assert not any(line.startswith("<") for line in done.stderr.splitlines())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_status_shows_the_module_identity_and_radio_and_json_has_a_schema_version(tmp_path: Path) -> None:
+    from larappp.sim.commands.identity import ICCID, IMEI
+    from tests.e2e.test_daemon_life import Larappp
+
+    instance = Larappp(tmp_path)
+    try:
+        done = instance.run("up", "-q")
+        assert done.returncode == 0, done.stderr
+        text = instance.run("status")
+        assert text.returncode == cli.STATUS_UP, text.stderr
+        assert f"IMEI {IMEI}, ICCID {ICCID}" in text.stdout
+        assert ", LTE, RSRP -96 dBm, RSRQ -10.0 dB" in text.stdout
+        assert "'" not in text.stdout and "None" not in text.stdout  # no Python reprs
+        code, state = instance.status()
+        assert code == cli.STATUS_UP and state["schema_version"] == cli.STATUS_SCHEMA_VERSION
+        modem = state["modem"]
+        assert (modem["imei"], modem["iccid"], modem["act_text"]) == (IMEI, ICCID, "LTE")
+        assert modem["operator"] and modem["plmn"].isdigit() and modem["firmware"]
+        assert modem["signal"]["rsrp_dbm"] == -96
+    finally:
+        instance.cleanup()

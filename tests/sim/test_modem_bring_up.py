@@ -7,6 +7,7 @@ module port is a Pipe here, as a pty would be, so no kernel object is involved.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from larappp.config import ModemConfig, SessionConfig
@@ -14,6 +15,7 @@ from larappp.engine.at import AtRunner
 from larappp.errors import PortClosed
 from larappp.lara_r6 import commands, parsers
 from larappp.modem import Modem
+from larappp.sim.commands.identity import ICCID, IMEI
 from larappp.sim.events import ModemLinesChanged
 from larappp.sim.module import Module
 from larappp.sim.runner import ModuleDriver
@@ -80,15 +82,21 @@ async def powered_module() -> tuple[Module, ModuleDriver]:
     return module, driver
 
 
+def control_opener(driver: ModuleDriver) -> Callable[[], Awaitable[Pipe]]:
+    """Opens the module's control port (port 0) as a pipe, each time anew."""
+
+    async def open_control() -> Pipe:
+        pipe = SimPortPipe(driver, 0)
+        await pipe.open()
+        return pipe
+
+    return open_control
+
+
 def test_bring_up_runs_the_scripts_and_sets_amp_d2_and_cgev_reporting(tmp_path: Path) -> None:
     async def scenario() -> None:
         module, driver = await powered_module()
-
-        async def open_control() -> Pipe:
-            pipe = SimPortPipe(driver, 0)
-            await pipe.open()
-            return pipe
-
+        open_control = control_opener(driver)
         config = ModemConfig(port="sim", xlat="off", state_dir=str(tmp_path), command_timeout=2.0)
         modem = Modem(config, open_control)
         try:
@@ -144,6 +152,30 @@ def test_a_reboot_brings_amp_d2_back(tmp_path: Path) -> None:
             await modem.reboot()  # AT+CFUN=16: the stored profile (&D1) comes back with the boot
             assert module.counters["boots"] == 2
             assert module.ports[0].amp_d == 2  # MODULE_INIT ran again on the new port
+        finally:
+            await modem.close()
+            driver.close()
+
+    run_bounded(scenario)
+
+
+def test_bring_up_reads_the_module_identity_operator_and_signal(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        module, driver = await powered_module()
+        open_control = control_opener(driver)
+        modem = Modem(ModemConfig(port="sim", xlat="off", state_dir=str(tmp_path), command_timeout=2.0), open_control)
+        try:
+            await modem.connect()
+            status = await modem.bring_up([SessionConfig(cid=1, apn="internet")])
+            network = module.scenario.network
+            assert (status.model, status.firmware) == (module.scenario.model, module.scenario.firmware)
+            assert (status.imei, status.iccid) == (IMEI, ICCID)
+            assert (status.plmn, status.operator) == (network.plmn, network.long_name)
+            assert status.to_json()["act_text"] == "LTE"
+            assert status.signal is not None and (status.signal.rsrp_dbm, status.signal.rsrq_db) == (-96, -10.0)
+            # The operator format is numeric again for whatever reads +COPS next.
+            assert module.ram.cops_format == 2
+            assert (await modem.read_signal()) == status.signal
         finally:
             await modem.close()
             driver.close()

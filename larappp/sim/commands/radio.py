@@ -1,5 +1,5 @@
 """Registration and radio commands of the simulated module: +CFUN, +COPS, +CEREG/+CREG/
-+CGREG, +CGATT, +CSQ, +CSCON."""
++CGREG, +CGATT, +CSQ, +CESQ, +CSCON."""
 
 from __future__ import annotations
 
@@ -16,6 +16,19 @@ if TYPE_CHECKING:
 
 def csq(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
     return Reply(["+CSQ: 22,99" if m.registered else "+CSQ: 99,99"])
+
+
+# A fair LTE cell (RSRQ -10 dB, RSRP -96 dBm); nothing is known while not registered.
+CESQ_REGISTERED = "+CESQ: 99,99,255,255,20,45"
+CESQ_UNKNOWN = "+CESQ: 99,99,255,255,255,255"
+
+
+def cesq(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
+    if cmd.kind not in ("action", "test"):
+        raise Failure(cme=50)
+    if cmd.kind == "test":
+        return Reply(["+CESQ: (0-63,99),(0-7,99),(0-96,255),(0-49,255),(0-34,255),(0-97,255)"])
+    return Reply([CESQ_REGISTERED if m.registered else CESQ_UNKNOWN])
 
 
 def cfun(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
@@ -99,6 +112,7 @@ def cscon(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
 
 HANDLERS: dict[str, Handler] = {
     "+CSQ": csq,
+    "+CESQ": cesq,
     "+CFUN": cfun,
     "+COPS": cops,
     "+CEREG": reg,
