@@ -76,6 +76,9 @@ class ModemConfig:
     reboot_timeout: float = 60.0
     state_dir: str = "/var/lib/larappp"
     runtime_dir: str = "/run/larappp"
+    #: executables run when a link comes up, goes down or is lost (larappp.hooks)
+    hooks_dir: str = "/etc/larappp/hooks.d"
+    hooks_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -359,6 +362,8 @@ class _Reader:
             reboot_timeout=self._positive(w, "reboot_timeout", float(self._get(w, t, "reboot_timeout", (int, float), d.reboot_timeout))),
             state_dir=self._get(w, t, "state_dir", str, d.state_dir),
             runtime_dir=self._get(w, t, "runtime_dir", str, d.runtime_dir),
+            hooks_dir=self._get(w, t, "hooks_dir", str, d.hooks_dir),
+            hooks_timeout=self._positive(w, "hooks_timeout", float(self._get(w, t, "hooks_timeout", (int, float), d.hooks_timeout))),
         )
 
     def session(self, index: int, t: dict[str, Any]) -> SessionConfig:

@@ -19,6 +19,7 @@ from larappp.config import FAMILIES_OF_PDP_TYPE, Config, SessionConfig
 from larappp.engine.base import cancel_all
 from larappp.engine.options import EngineOptions
 from larappp.errors import GaveUp, LarapppError
+from larappp.hooks import HookDispatcher
 from larappp.lara_r6 import parsers, rules
 from larappp.modem import Modem
 from larappp.session import UP, Session, engine_options
@@ -63,6 +64,7 @@ class Supervisor:
         self._watcher: asyncio.Task[None] | None = None
         #: PPP runs after CONNECT (the built-in engine); off only for AT-level tests.
         self.run_ppp = os.environ.get("LARAPPP_NO_PPP") != "1"
+        self.hooks = HookDispatcher(config.modem.hooks_dir, config.modem.hooks_timeout)
 
     # -- ports ------------------------------------------------------------------------
     async def _start_simulator(self) -> None:
@@ -322,6 +324,7 @@ class Supervisor:
         if errors:
             self.error = "; ".join(([self.error] if self.error else []) + errors)
         self.write_state()
+        await self.hooks.drain()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -357,4 +360,5 @@ class Supervisor:
         }
 
     def write_state(self) -> None:
+        self.hooks.observe((s.state.to_json() for s in self.sessions), stopping=self.state == "stopping")
         runtime.write_atomic(runtime.RuntimePaths.of(self.config).state, json.dumps(self.snapshot(), indent=2))
