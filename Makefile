@@ -6,7 +6,7 @@ PIP ?= $(PYTHON) -m pip
 DEB_PACKAGES = iproute2 iputils-ping iperf3 dnsutils procps systemd udev
 STAMP = .deps-installed
 
-.PHONY: demo test deps install lint bench fuzz clean vm-image test-vm
+.PHONY: demo test deps install lint bench fuzz clean vm-image test-vm man sdist
 
 $(STAMP): pyproject.toml Makefile
 	@if [ "$$(id -u)" != 0 ]; then echo "run as root: larappp configures interfaces and namespaces" >&2; exit 1; fi
@@ -48,5 +48,15 @@ bench: deps
 fuzz: deps
 	$(PYTHON) scripts/fuzz.py
 
+# build/docs/man1/larappp.1 and build/docs/completion/larappp.{bash,zsh}, from the argument parser
+man:
+	$(PIP) install -q --disable-pip-version-check argparse-manpage argcomplete
+	$(PYTHON) scripts/gen_docs.py build/docs
+
+# dist/larappp-VERSION.tar.gz with the tests, units, udev rule and examples (MANIFEST.in)
+sdist:
+	$(PIP) install -q --disable-pip-version-check build
+	$(PYTHON) -m build --sdist --outdir dist
+
 clean:
-	rm -rf $(STAMP) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(STAMP) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -561,7 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", parents=[common], help="tear every session down and stop")
-    down.add_argument("--timeout", type=float, default=60.0)
+    down.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="how long to wait for the daemon to tear down (default: 60)")
     down.set_defaults(func=cmd_down)
 
     status = sub.add_parser(
@@ -569,18 +570,30 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"Exit status: {STATUS_UP} all sessions up, {STATUS_DEGRADED} running but degraded "
         f"(bringing up, stopping, or a session not up), {STATUS_DOWN} not running; error codes are 1-8, 70, 130.",
     )
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="the state as JSON (with schema_version)")
     status.set_defaults(func=cmd_status)
 
     check = sub.add_parser("check", parents=[common], help="preflight: config rules, host port range, PPP backend")
     check.add_argument("--fix-ports", action="store_true", help="reserve the module's port range on the host")
     check.add_argument("--persist", action="store_true", help="--fix-ports, and keep the reservation across reboots (/etc/sysctl.d)")
-    check.add_argument("--json", action="store_true")
+    check.add_argument("--json", action="store_true", help="the report as JSON")
     check.set_defaults(func=cmd_check)
 
     # `larappp sim ...` is dispatched before parsing (see main); listed here for --help.
     sub.add_parser("sim", help="run the LARA-R6 simulator and print where it listens (larappp sim --help)")
     return parser
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request and exit, when there is one (argcomplete installed;
+    the script from scripts/gen_docs.py sets $_ARGCOMPLETE)."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -591,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return sim_main(argv[1:])
     parser = build_parser()
+    _complete(parser)
     args = parser.parse_args(argv)
     if not hasattr(args, "quiet"):
         args.quiet = False
