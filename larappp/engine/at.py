@@ -476,7 +476,7 @@ class AtRunner:
         except OSError as exc:
             self._lost_port(exc)
         except Exception as exc:  # noqa: BLE001 - a bug: fail the waiters instead of hanging them
-            self._port_error = PortError(f"the AT reader on {self._pipe.name} failed: {exc!r}")
+            self._port_error = PortError(f"the AT reader on {self._pipe.name} failed: {type(exc).__name__}: {exc}")
             self._trace(f"-- {self._port_error}")
             self._fail_waiters(exc)
             self._end_subscriptions(self._port_error)

@@ -136,7 +136,7 @@ class BuiltinPppEngine(PppEngine):
         exc = task.exception()
         assert exc is not None
         log.error("%s failed", task.get_name(), exc_info=exc)
-        self._finish(f"larappp's {task.get_name()} pump failed: {exc!r}")
+        self._finish(f"larappp's {task.get_name()} pump failed: {type(exc).__name__}: {exc}")
 
     def _pump_failed(self, pump: str, exc: BaseException) -> None:
         """A callback pump that met an unforeseen error stops and ends the session."""
