@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from larappp import __version__, runtime
 from larappp.config import DEFAULT_CONFIG_PATH, Config, load_config
@@ -32,6 +32,9 @@ STATUS_DEGRADED = 10  # the daemon runs, but it is bringing up, stopping, or a s
 STATUS_DOWN = 11  # no daemon runs (never started, stopped, failed, or killed)
 # `status --json`: raised when a field changes meaning or goes away (adding one keeps it).
 STATUS_SCHEMA_VERSION = 1
+
+if TYPE_CHECKING:
+    from larappp.supervisor import Supervisor
 
 log = logging.getLogger("larappp")
 
@@ -186,7 +189,7 @@ class BringUpStopped(LarapppError):
 async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None) -> int:
     from larappp.preflight import host_ports_before_up
     from larappp.supervisor import Supervisor
-    from larappp.transport.sdnotify import forwarding_status, keep_informed, sd_notify
+    from larappp.transport.sdnotify import forwarding_status
 
     progress: Callable[[str], None]
     if ready_fd is not None:
@@ -200,6 +203,42 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
     for line in host_ports_before_up(config):
         progress(line)
     sup = Supervisor(config, progress=progress, trace=trace)
+    stopped = asyncio.Event()
+    publisher = _start_metrics(config, sup, stopped)
+    try:
+        return await _supervise(sup, progress, ready_fd)
+    finally:
+        if publisher is not None:
+            stopped.set()
+            await publisher
+            if config.modem.metrics_file:
+                _write_last_metrics(config.modem.metrics_file, sup.snapshot())
+
+
+def _start_metrics(config: Config, sup: Supervisor, stopped: asyncio.Event) -> asyncio.Task[None] | None:
+    """The textfile and/or HTTP endpoint of larappp.metrics, when the config asks for them."""
+    from larappp import metrics
+
+    if not (config.modem.metrics_file or config.modem.metrics_listen):
+        return None
+
+    publish = metrics.publish(config.modem.metrics_file, config.modem.metrics_listen, sup.snapshot, stopped)
+    return asyncio.create_task(publish, name="metrics")
+
+
+def _write_last_metrics(path: str, snapshot: dict[str, Any]) -> None:
+    from larappp import metrics
+
+    try:
+        metrics.write_textfile(path, snapshot)
+    except OSError as exc:
+        log.warning("metrics file %s not written: %s", path, exc.strerror or exc)
+
+
+async def _supervise(sup: Supervisor, progress: Callable[[str], None], ready_fd: int | None) -> int:
+    """Bring up, report readiness, keep up until stopped, tear down; the exit status."""
+    from larappp.transport.sdnotify import keep_informed, sd_notify
+
     # SIGTERM (`larappp down`) or SIGINT during the bring-up stops it and undoes what it did.
     loop = asyncio.get_running_loop()
     starting = asyncio.current_task()

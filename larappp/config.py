@@ -79,6 +79,9 @@ class ModemConfig:
     #: executables run when a link comes up, goes down or is lost (larappp.hooks)
     hooks_dir: str = "/etc/larappp/hooks.d"
     hooks_timeout: float = 30.0
+    #: Prometheus text format (larappp.metrics): a textfile-collector file, an HTTP host:port
+    metrics_file: str = ""
+    metrics_listen: str = ""
 
 
 @dataclass(frozen=True)
@@ -364,7 +367,18 @@ class _Reader:
             runtime_dir=self._get(w, t, "runtime_dir", str, d.runtime_dir),
             hooks_dir=self._get(w, t, "hooks_dir", str, d.hooks_dir),
             hooks_timeout=self._positive(w, "hooks_timeout", float(self._get(w, t, "hooks_timeout", (int, float), d.hooks_timeout))),
+            metrics_file=self._get(w, t, "metrics_file", str, d.metrics_file),
+            metrics_listen=self._listen(w, self._get(w, t, "metrics_listen", str, d.metrics_listen)),
         )
+
+    def _listen(self, where: str, value: str) -> str:
+        """"host:port" ("127.0.0.1:9578", "[::1]:9578", ":9578" for every address) or ""."""
+        host, colon, port = value.rpartition(":")
+        if value and not (colon and port.isdigit() and 0 <= int(port) <= 65535 and " " not in host):
+            raise ConfigError(
+                f"{self.source}: {where}.metrics_listen = \"{value}\" is not host:port: write it as \"127.0.0.1:9578\""
+            )
+        return value
 
     def session(self, index: int, t: dict[str, Any]) -> SessionConfig:
         w = f"session[{index}]"
