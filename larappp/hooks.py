@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 UP, DOWN, LOST = "up", "down", "lost"
 HOOK_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # run-parts(8)'s default (LSB) name rule
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#: session states (larappp.session) after "up" that mean the link is gone on its own
-_LOST_STATES = frozenset({"lost", "waiting", "given-up", "failed", "dead"})
+#: session states (larappp.session) after "up" that mean larappp itself ended the link
+_HUNG_UP_STATES = frozenset({"hanging-up", "down"})
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ class HookDispatcher:
             elif cid in self._up:
                 was_up = self._up.pop(cid)
                 cause = str(session.get("last_loss_cause") or session.get("error") or "")
-                lost = state in _LOST_STATES and not stopping
+                lost = state not in _HUNG_UP_STATES and not stopping
                 self._emit(HookEvent.of(LOST if lost else DOWN, was_up, cause if lost else "larappp down"))
 
     def _emit(self, event: HookEvent) -> None:
