@@ -143,7 +143,7 @@ class BuiltinPppEngine(PppEngine):
         self._callbacks.discard(pump)
         name = f"ppp {self.options.ifname} {pump}"
         log.error("%s failed", name, exc_info=exc)
-        self._finish(f"larappp's {name} pump failed: {exc!r}")
+        self._finish(f"larappp's {name} pump failed: {type(exc).__name__}: {exc}")
 
     def running_pumps(self) -> set[str]:
         """The pumps still running: serial-in, tun-in, timers, serial-out, configure."""
