@@ -201,6 +201,8 @@ FAULTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "silence": ({"fault": "silence", "cid": 1, "seconds": 30}, ("Echo", "echo")),
     "reboot": ({"fault": "reboot", "seconds": 1}, ("port",)),
     "unplug": ({"fault": "unplug", "seconds": 2}, ("port",)),
+    # the radio stays off until a redial's bring-up switches it on again (AT+CFUN=1)
+    "radio-off": ({"fault": "radio-off"}, ("NO CARRIER", "+CGEV", "+CEREG")),
 }
 
 
@@ -239,3 +241,32 @@ def test_fault_while_ping_runs_is_detected_undone_and_recovered(cli: Cli, net, f
         ping.communicate(timeout=10)
     print(f"{fault}: detected after {detected:.2f} s, usable again after {recovered:.2f} s")
     _assert_clean_after_down(cli, cfg, n, [n.sim.ptys[0]])
+
+
+def test_one_dropped_call_of_three_is_redialled_alone(cli: Cli, net) -> None:  # type: ignore[no-untyped-def]
+    from larappp.sim.control import request
+
+    n: Net = net()
+    sessions = "".join(
+        _session(n.sim.ptys[i], cid, f"apn{cid}.example", extra=f"metric = {100 * cid}\nholdoff = 0.3\n")
+        for i, cid in enumerate((1, 2, 3))
+    )
+    cfg = _config(cli, n, sessions)
+    up = cli.run(cfg, "up", netns=n.dte, timeout=120)
+    assert up.returncode == 0, up.stderr + up.stdout
+    before = {s["cid"]: s for s in _status(cli, cfg, n)["sessions"]}
+    log = cfg.parent / "run" / "larappp.log"
+
+    answer = request(n.sim.ptys[0].rsplit("/", 1)[0] + "/control.sock", {"fault": "drop", "cid": 2})
+    assert answer["ok"], answer
+    _wait_for("the loss", lambda: _status(cli, cfg, n)["sessions"][1]["losses"] >= 1, 15, log)
+    back = _wait_for("the redial", lambda: (s := _status(cli, cfg, n)["sessions"][1])["state"] == "up" and s, 60, log)
+    assert back["redials"] == 1 and back["ipv4"] == before[2]["ipv4"], back
+    after = {s["cid"]: s for s in _status(cli, cfg, n)["sessions"]}
+    for cid in (1, 3):  # never noticed
+        assert after[cid]["state"] == "up" and after[cid]["losses"] == 0, after[cid]
+        assert after[cid]["up_since"] == before[cid]["up_since"], after[cid]
+    for cid in (1, 2, 3):
+        n.dte_run("ping", "-c", "1", "-W", "3", "-I", f"lara{cid}", SERVER_V4)
+        n.dte_run("ping", "-6", "-c", "1", "-W", "3", "-I", f"lara{cid}", SERVER_V6)
+    _assert_clean_after_down(cli, cfg, n, n.sim.ptys)
