@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from larappp.proto.hdlc import DEFAULT_ACCM, HdlcDecoder, HdlcEncoder, fcs16
-from larappp.proto.ppp.link import LinkConfig, PppLink
+from larappp.proto.ppp.config import LinkConfig
+from larappp.proto.ppp.link import PppLink
 
 FRAME_SIZE = 1500
 BATCH = 64

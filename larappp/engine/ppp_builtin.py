@@ -25,7 +25,8 @@ from larappp.engine.base import PppEngine, cancel_all, no_router_advertisement
 from larappp.errors import LarapppError, PortClosed, PPPError
 from larappp.proto.ipv6 import slaac
 from larappp.proto.ppp import events as ev
-from larappp.proto.ppp.link import LinkConfig, PppLink
+from larappp.proto.ppp.config import LinkConfig
+from larappp.proto.ppp.link import PppLink
 from larappp.transport.tun import Tun
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, cast
 
 from larappp.proto.ppp import events as ev
-from larappp.proto.ppp.link import LinkConfig, PppLink
+from larappp.proto.ppp.config import LinkConfig
+from larappp.proto.ppp.link import PppLink
 from larappp.sim.data import DataCall, DataSession, DataSessionFactory, HangupCallback, SendCallback
 from larappp.sim.radio import Radio
 

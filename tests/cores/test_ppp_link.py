@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from larappp.errors import ConfigError
 from larappp.proto.hdlc import HdlcDecoder, HdlcEncoder
 from larappp.proto.ppp import frame
+from larappp.proto.ppp.config import LinkConfig
 from larappp.proto.ppp.events import (
     IpcpOpened,
     Ipv6cpOpened,
@@ -25,7 +26,7 @@ from larappp.proto.ppp.events import (
 )
 from larappp.proto.ppp.fsm import State, control_packet, parse_control_packet
 from larappp.proto.ppp.lcp import ECHO_INTERVAL
-from larappp.proto.ppp.link import LinkConfig, Phase, PppLink
+from larappp.proto.ppp.link import Phase, PppLink
 
 HOST = LinkConfig(username="alice", password="s3cret-pw")
 MODULE = LinkConfig(

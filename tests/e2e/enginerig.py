@@ -34,8 +34,9 @@ from larappp.proto.ipv6.ndp import ICMPV6_ROUTER_SOLICITATION
 from larappp.proto.ipv6.slaac import RouterAdvertiser
 from larappp.proto.ppp import events as ev
 from larappp.proto.ppp import frame
+from larappp.proto.ppp.config import LinkConfig
 from larappp.proto.ppp.fsm import parse_control_packet
-from larappp.proto.ppp.link import LinkConfig, PppLink
+from larappp.proto.ppp.link import PppLink
 from larappp.transport.memory import MemoryPipe, pipe_pair
 from tests.nshelp import in_netns, ip_json
 

@@ -16,6 +16,7 @@ import pytest
 
 from larappp.proto.hdlc import HdlcDecoder, HdlcEncoder
 from larappp.proto.ppp import frame
+from larappp.proto.ppp.config import LinkConfig
 from larappp.proto.ppp.events import (
     AuthFailed,
     AuthSucceeded,
@@ -32,7 +33,7 @@ from larappp.proto.ppp.events import (
     ProtocolRejected,
 )
 from larappp.proto.ppp.fsm import State, control_packet, parse_control_packet
-from larappp.proto.ppp.link import LinkConfig, Phase, PppLink
+from larappp.proto.ppp.link import Phase, PppLink
 
 SECRETS = {"alice": "s3cret-pw", "bob": "hunter2"}
 HOST = LinkConfig(username="alice", password="s3cret-pw")

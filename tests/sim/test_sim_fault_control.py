@@ -29,7 +29,8 @@ from larappp.cli import main as larappp_main
 from larappp.errors import PortError
 from larappp.proto.ipv6 import ndp
 from larappp.proto.ppp import events as ev
-from larappp.proto.ppp.link import LinkConfig, PppLink
+from larappp.proto.ppp.config import LinkConfig
+from larappp.proto.ppp.link import PppLink
 from larappp.sim import Simulator
 from larappp.sim.control import request
 from larappp.sim.faults import FaultError

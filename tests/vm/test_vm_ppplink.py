@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
+from larappp.proto.ppp.config import LinkConfig
 from larappp.proto.ppp.events import (
     IpcpOpened,
     Ipv6cpOpened,
@@ -15,7 +16,7 @@ from larappp.proto.ppp.events import (
     LinkTerminated,
     PacketReceived,
 )
-from larappp.proto.ppp.link import LinkConfig, PppLink
+from larappp.proto.ppp.link import PppLink
 from larappp.transport.pipe import Pipe
 from tests.vm.frames import icmp_echo_request, parse_icmp
 from tests.vm.qemu import PPPD_EXIT_HANGUP, PPPD_EXIT_OK, PppdVm, pppd_guest_script

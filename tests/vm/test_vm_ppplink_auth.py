@@ -18,6 +18,7 @@ from ipaddress import IPv4Address
 from larappp.errors import PortClosed
 from larappp.proto.ip import echo_reply
 from larappp.proto.ipv6.ndp import link_local_from_iid
+from larappp.proto.ppp.config import LinkConfig
 from larappp.proto.ppp.events import (
     AuthFailed,
     AuthSucceeded,
@@ -29,7 +30,7 @@ from larappp.proto.ppp.events import (
     NetworkProtocolClosed,
     PacketReceived,
 )
-from larappp.proto.ppp.link import LinkConfig, PppLink
+from larappp.proto.ppp.link import PppLink
 from tests.vm.frames import icmp_echo_request, parse_icmp
 from tests.vm.qemu import PPPD_EXIT_HANGUP, PPPD_EXIT_OK, PppdVm, pppd_guest_script
 from tests.vm.test_vm_ppplink import LinkPump
