@@ -34,7 +34,8 @@ def ns_argv(netns: str, *argv: str) -> list[str]:
 class SimRig:
     """Simulator process + DTE namespace + larappp daemon; `up()` brings sessions up."""
 
-    def __init__(self, sessions: int = 1, *, ports: int = 3) -> None:
+    def __init__(self, sessions: int = 1, *, ports: int = 3, sim_args: tuple[str, ...] = (),
+                 modem_extra: str = "") -> None:
         tag = uuid.uuid4().hex[:6]
         self.dte, self.inet = f"lp-bench-{tag}", f"lp-binet-{tag}"
         self.tmp = Path(tempfile.mkdtemp(prefix="larappp-rig-"))
@@ -44,6 +45,9 @@ class SimRig:
         self.ptys: list[str] = []
         self.config = self.tmp / "larappp.toml"
         self._up = False
+        self.sim_args = sim_args
+        self.modem_extra = modem_extra
+        self.control = self.tmp / "control.sock"
         self._env = dict(os.environ, PYTHONPATH=str(ROOT))
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -62,8 +66,8 @@ class SimRig:
         subprocess.run(["ip", "netns", "add", self.dte], check=True)
         subprocess.run(["ip", "-n", self.dte, "link", "set", "lo", "up"], check=True)
         argv = [sys.executable, "-m", "larappp.cli", "sim", "--pty-dir", str(self.tmp / "sim"),
-                "--rfc2217-port", "none", "--control", "none", "--ports", str(self.ports),
-                "--reboot-time", "0.3", "--registration-delay", "0.3", "--network", self.inet]
+                "--rfc2217-port", "none", "--control", str(self.control), "--ports", str(self.ports),
+                "--reboot-time", "0.3", "--registration-delay", "0.3", "--network", self.inet, *self.sim_args]
         self.sim = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     cwd=ROOT, env=self._env)
         assert self.sim.stdout is not None
@@ -85,7 +89,7 @@ class SimRig:
         )
         self.config.write_text(
             f'[modem]\nport = "{self.ptys[0]}"\nregistration_timeout = 20\nreboot_timeout = 20\n'
-            f'runtime_dir = "{self.tmp / "run"}"\nstate_dir = "{self.tmp / "state"}"\n{sessions}'
+            f'runtime_dir = "{self.tmp / "run"}"\nstate_dir = "{self.tmp / "state"}"\n{self.modem_extra}{sessions}'
         )
 
     def larappp(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -118,6 +122,16 @@ class SimRig:
 
     def status(self) -> dict[str, Any]:
         out = self.larappp("status", "--json", timeout=30)
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+    def sim_status(self) -> dict[str, Any]:
+        """The simulator's own status (`larappp sim fault status`): its radio counters among them."""
+        out = subprocess.run([sys.executable, "-m", "larappp.cli", "sim", "fault", "--socket", str(self.control),
+                              "status"], capture_output=True, text=True, timeout=30, cwd=ROOT, env=self._env,
+                             check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"larappp sim fault status failed: {out.stderr}")
         result: dict[str, Any] = json.loads(out.stdout)
         return result
 
