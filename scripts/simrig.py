@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,18 +144,21 @@ class SimRig:
         return self.sim.pid
 
     def close(self) -> None:
-        if self._up:
-            self._up = False
-            self.larappp("down", timeout=90)
-        if self.sim is not None and self.sim.poll() is None:
-            self.sim.send_signal(signal.SIGTERM)
-            try:
-                self.sim.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.sim.kill()
-                self.sim.wait()
-        for ns in (self.dte, self.inet):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        try:
+            if self._up:
+                self._up = False
+                self.larappp("down", timeout=90)
+        finally:
+            if self.sim is not None and self.sim.poll() is None:
+                self.sim.send_signal(signal.SIGTERM)
+                try:
+                    self.sim.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.sim.kill()
+                    self.sim.wait()
+            for ns in (self.dte, self.inet):
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- tools on either side ---------------------------------------------------------------
     def iperf_server(self, port: int = 5201) -> subprocess.Popen[bytes]:
