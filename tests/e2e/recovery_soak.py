@@ -97,7 +97,7 @@ def _cycles(
         detected = float(session["last_loss"]) - injected
         usable_v4, usable_v6 = _usable_again(n, "lara1", injected)
         session = _state(config)["sessions"][0]
-        if (session["state"], session["losses"], session["redials"]) != ("up", index + 1, index + 1):
+        if session["state"] != "up" or session["losses"] != index + 1 or session["redials"] < index + 1:
             raise AssertionError(f"cycle {index}: after the redial: {session}")
         differences = before.differences(HostSnapshot.take(n, config))
         if differences:

@@ -339,7 +339,7 @@ def _run_fault(cli: Cli, cfg: Path, n: Net, cid: int, fault: Fault, cids: list[i
         if fault.loss:
             back = _wait_for("the redial", lambda: (s := _session_of(cli, cfg, n, cid))["state"] == "up" and s,
                              RECOVER_BOUND_S)
-            assert back["redials"] == mine["redials"] + 1, back
+            assert back["redials"] > mine["redials"], back  # every attempt counts (radio off: more than one)
         figures.usable_v4, figures.usable_v6 = _usable_again(n, ifname, injected)
         if not fault.one_session:
             # Every session lost its call: each is back (measured one after the other, so
