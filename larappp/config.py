@@ -7,6 +7,7 @@ most three PPP instances...) are checked by `larappp.vendor.rules.check_pdp_plan
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tomllib
@@ -145,6 +146,14 @@ class Config:
         ]
 
 
+def toml_text(value: object) -> str:
+    """A config value as it is written in TOML ("x", true, 1.5, [1, 2]), never a Python repr."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def default_config() -> Config:
     """The embedded default: one dual-stack session against the built-in simulator.
 
@@ -228,7 +237,7 @@ def _check_sim(config: Config) -> None:
     import the simulator; loading a config must not)."""
     sim = config.sim
     if sim.network and not all(c.isalnum() or c in "-_." for c in sim.network):
-        raise ConfigError(f"{config.source}: sim.network = {sim.network!r} is not a namespace name (letters, digits, - _ .)")
+        raise ConfigError(f"{config.source}: sim.network = {toml_text(sim.network)} is not a namespace name (letters, digits, - _ .)")
 
 
 def _check_cross(config: Config) -> None:
@@ -298,9 +307,9 @@ class _Reader:
             return default
         value = table[key]
         if isinstance(value, bool) and kind in (int, float, (int, float)):
-            raise ConfigError(f"{self.source}: {where}.{key} must be a number, not {value!r}")
+            raise ConfigError(f"{self.source}: {where}.{key} must be a number, not {toml_text(value)}")
         if not isinstance(value, kind):
-            raise ConfigError(f"{self.source}: {where}.{key} must be {_KIND_NAMES.get(kind, 'of another type')}, not {value!r}")
+            raise ConfigError(f"{self.source}: {where}.{key} must be {_KIND_NAMES.get(kind, 'of another type')}, not {toml_text(value)}")
         if kind == (int, float) and isinstance(value, int) and abs(value) > sys.float_info.max:
             raise ConfigError(f"{self.source}: {where}.{key} is far out of range: give a number such as 10")
         return value
@@ -308,7 +317,7 @@ class _Reader:
     def _choice(self, where: str, table: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
         value = self._get(where, table, key, str, default)
         if value not in choices:
-            raise ConfigError(f"{self.source}: {where}.{key} = {value!r} is not one of {', '.join(choices)}")
+            raise ConfigError(f"{self.source}: {where}.{key} = {toml_text(value)} is not one of {', '.join(choices)}")
         return str(value)
 
     def _unknown(self, where: str, table: dict[str, Any], allowed: set[str]) -> None:
@@ -328,7 +337,7 @@ class _Reader:
         port = self._get(w, t, "port", str, d.port)
         if port != SIM_PORT and not (port.startswith(("/", "rfc2217://"))):
             raise ConfigError(
-                f"{self.source}: modem.port = {port!r}: use \"sim\", a device path such as /dev/ttyACM0, "
+                f"{self.source}: modem.port = {toml_text(port)}: use \"sim\", a device path such as /dev/ttyACM0, "
                 "or rfc2217://host:port"
             )
         baud = self._get(w, t, "baud", int, d.baud)
@@ -338,7 +347,7 @@ class _Reader:
         rtscts = self._get(w, t, "rtscts", bool, d.rtscts)
         if flow is not None:
             if flow not in ("rtscts", "none"):
-                raise ConfigError(f"{self.source}: modem.flow_control = {flow!r} is not one of rtscts, none")
+                raise ConfigError(f"{self.source}: modem.flow_control = {toml_text(flow)} is not one of rtscts, none")
             rtscts = flow == "rtscts"
         mno = self._get(w, t, "mno_profile", int, d.mno_profile)
         if mno is not None and not 0 <= mno <= 255:
@@ -391,16 +400,16 @@ class _Reader:
         user = self._get(w, t, "user", str, "")
         password = self._get(w, t, "password", str, "")
         if auth != "none" and not user:
-            raise ConfigError(f"{self.source}: {w}.auth = {auth!r} needs a user (and usually a password)")
+            raise ConfigError(f"{self.source}: {w}.auth = {toml_text(auth)} needs a user (and usually a password)")
         mtu = self._get(w, t, "mtu", int, None)
         if mtu is not None and not 576 <= mtu <= 1500:
             raise ConfigError(f"{self.source}: {w}.mtu = {mtu} is out of range 576..1500")
         port = self._get(w, t, "port", str, None)
         if port is not None and not (port.startswith(("/", "rfc2217://"))):
-            raise ConfigError(f"{self.source}: {w}.port = {port!r}: use a device path or rfc2217://host:port")
+            raise ConfigError(f"{self.source}: {w}.port = {toml_text(port)}: use a device path or rfc2217://host:port")
         ifname = self._get(w, t, "ifname", str, None)
         if ifname is not None and (not 1 <= len(ifname) <= 15 or not all(c.isalnum() or c in "-_." for c in ifname)):
-            raise ConfigError(f"{self.source}: {w}.ifname = {ifname!r} is not a valid interface name (1-15 letters, digits, - _ .)")
+            raise ConfigError(f"{self.source}: {w}.ifname = {toml_text(ifname)} is not a valid interface name (1-15 letters, digits, - _ .)")
         metric = self._get(w, t, "metric", int, None)
         echo_interval = float(self._get(w, t, "lcp_echo_interval", (int, float), ECHO_INTERVAL))
         low, high = LCP_ECHO_INTERVAL_RANGE
@@ -419,7 +428,7 @@ class _Reader:
         if pdp_type == "IPV4":
             pdp_type = "IP"
         if pdp_type not in PDP_TYPES:
-            raise ConfigError(f"{self.source}: {w}.pdp_type = {t['pdp_type']!r} is not one of IP, IPV6, IPV4V6")
+            raise ConfigError(f"{self.source}: {w}.pdp_type = {toml_text(t['pdp_type'])} is not one of IP, IPV6, IPV4V6")
         return SessionConfig(
             cid=cid,
             apn=apn,

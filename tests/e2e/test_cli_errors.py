@@ -83,7 +83,7 @@ def test_a_duplicate_cid_is_named_as_such(tmp_path: Path) -> None:
 def test_a_wrong_type_is_named_in_words(tmp_path: Path) -> None:
     done = _up(tmp_path, 'port = "sim"\n' + _dirs(tmp_path), '[[session]]\ncid = "1"\napn = "internet"\n')
     line = _one_line(done)
-    assert "session[0].cid must be a whole number, not '1'" in line or "cid must be a whole number" in line
+    assert "session[0].cid must be a whole number, not \"1\"" in line or "cid must be a whole number" in line
     assert "a int" not in line
 
 
