@@ -6,6 +6,7 @@ I/O, time passed in. Callers import the module they need by its own name
 
 - commands: AT command builders that validate and quote their arguments
 - parsers: typed parsers for the responses and URCs (app note literals in tests)
+- identity: model, firmware, IMEI, ICCID, access technology names, +CESQ signal quality
 - rules: limits, per-command timeouts, URC names, and check_pdp_plan() for the session set
 - ports: +UEMBPF port ranges and the host-side port check (app note §4.3)
 - xlat: when to switch 464XLAT on or off without reboot loops (app note §2.5)
