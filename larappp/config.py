@@ -83,6 +83,9 @@ class ModemConfig:
     #: Prometheus text format (larappp.metrics): a textfile-collector file, an HTTP host:port
     metrics_file: str = ""
     metrics_listen: str = ""
+    #: the radio's uplink in kbit/s, which the host paces all sessions together to (split in
+    #: equal shares, larappp.transport.shaping); LTE Cat 1 by default; 0 turns pacing off
+    uplink_kbit: int = 5200
 
 
 @dataclass(frozen=True)
@@ -378,6 +381,7 @@ class _Reader:
             hooks_timeout=self._positive(w, "hooks_timeout", float(self._get(w, t, "hooks_timeout", (int, float), d.hooks_timeout))),
             metrics_file=self._get(w, t, "metrics_file", str, d.metrics_file),
             metrics_listen=self._listen(w, self._get(w, t, "metrics_listen", str, d.metrics_listen)),
+            uplink_kbit=self._uplink_kbit(w, t, d.uplink_kbit),
         )
 
     def _listen(self, where: str, value: str) -> str:
@@ -388,6 +392,15 @@ class _Reader:
                 f"{self.source}: {where}.metrics_listen = \"{value}\" is not host:port: write it as \"127.0.0.1:9578\""
             )
         return value
+
+    def _uplink_kbit(self, w: str, t: dict[str, Any], default: int) -> int:
+        kbit = self._get(w, t, "uplink_kbit", int, default)
+        if kbit < 0 or 0 < kbit < 8:
+            raise ConfigError(
+                f"{self.source}: {w}.uplink_kbit = {kbit}: give the radio's uplink in kbit/s "
+                "(LTE Cat 1: 5200), or 0 to turn pacing off"
+            )
+        return int(kbit)
 
     def session(self, index: int, t: dict[str, Any]) -> SessionConfig:
         w = f"session[{index}]"

@@ -13,10 +13,11 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from larappp import runtime
-from larappp.errors import LarapppError
+from larappp.errors import LarapppError, NetworkSetupError
 from larappp.proto.ipv6 import slaac
 from larappp.transport.dns import DnsWriter
 from larappp.transport.netlink import Netlink
+from larappp.transport.shaping import UplinkShaper
 from larappp.transport.sysctl import Sysctl
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class HostInterface:
         self.sysctl = Sysctl()
         self.dns = DnsWriter(ifname, dns_mode, directory=dns_dir)  # type: ignore[arg-type]
         self.state = InterfaceState(ifname)
+        #: the kernel's pacing of this interface's uplink (pace_uplink), removed by close
+        self.shaper = UplinkShaper(ifname)
         self._dns_v4: list[IPv4Address] = []
         self._dns_v6: list[IPv6Address] = []
         self._opened = False
@@ -86,6 +89,20 @@ class HostInterface:
             await self.netlink.set_mtu(self.ifname, mtu)
             self.state.mtu = mtu
         await self.netlink.set_link_up(self.ifname)
+
+    async def pace_uplink(self, kbit: int, mtu: int) -> None:
+        """Pace what the host sends on the interface at `kbit` kbit/s in the kernel (tc), so
+        the queue and its drops are the host's, not the module's (app note §4); 0: not paced."""
+        if kbit > 0:
+            try:
+                bucket = await self.shaper.apply(kbit, mtu)
+            except NetworkSetupError as exc:
+                # Not fatal: the engine's own queue stays bounded; the module may drop (§4).
+                self.state.warnings.append(str(exc))
+                log.warning("%s", exc)
+                return
+            log.info("%s: uplink paced at %d kbit/s (queue %.0f ms%s)", self.ifname, kbit,
+                     bucket.queue_seconds * 1000, ", fq_codel" if self.shaper.fair_queue else "")
 
     # -- IPv4 (IPCP) -------------------------------------------------------------------------
     async def apply_ipv4(self, local: IPv4Address, peer: IPv4Address | None, dns: tuple[IPv4Address, ...]) -> None:
@@ -211,6 +228,7 @@ class HostInterface:
     async def close(self) -> list[str]:
         """Undo everything this object configured; returns what could not be undone."""
         failures: list[str] = []
+        failures += await self.shaper.remove()
         try:
             self.dns.remove()
         except (OSError, LarapppError) as exc:

@@ -25,6 +25,7 @@ from larappp.modem import Modem
 from larappp.session import UP, Session, engine_options
 from larappp.transport import open_pipe, wait_for_port
 from larappp.transport.pipe import Pipe, PipeFactory
+from larappp.transport.shaping import share_of
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,8 @@ class Supervisor:
         return engine_options(
             scfg, families=families, mru=max(576, min(mru, 1500)), runtime_dir=self.config.modem.runtime_dir,
             dns_dir=str(runtime.RuntimePaths.of(self.config).dns_dir),
+            # one radio for all sessions: each paces to its share (larappp.transport.shaping)
+            uplink_kbit=share_of(self.config.modem.uplink_kbit, len(self.config.sessions)),
         )
 
     def _control_port_is_watched(self) -> bool:

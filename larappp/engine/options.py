@@ -41,6 +41,8 @@ class EngineOptions:
     rs_interval: float = slaac.RTR_SOLICITATION_INTERVAL
     #: larappp's runtime folder (pppd's options and hooks go below it)
     runtime_dir: str = "/run/larappp"
+    #: this session's share of the radio's uplink in kbit/s, paced on the host (0: not paced)
+    uplink_kbit: int = 0
     pppd: PppdOptions = PppdOptions()
 
     def secrets(self) -> list[str]:

@@ -8,10 +8,14 @@ the TUN has queued and every frame in the port's chunk, and the writer sends wha
 accumulated in one write. Timers are one loop timer, moved only when a deadline moves
 earlier.
 
-Flow control: the uplink (TUN -> module) stops reading the TUN while more than
-`UPLINK_HIGH_WATER` bytes wait for the port, so the kernel queues (and at worst drops) at
-the TUN instead of larappp buffering without bound; the port's own write applies RTS/CTS
-(app note §4: the module may drop what the radio cannot send, even with flow control).
+Flow control: the uplink (TUN -> module) is paced by the kernel's tc on the TUN
+(HostInterface.pace_uplink), so the host's queue is where packets wait and drop (app note
+§4: the module drops what the radio cannot send, even with RTS/CTS). Behind it the
+engine's own queue is bounded in octets (`UplinkQueue`: QUEUE_TIME at the paced rate)
+and in time (IP frames that could not leave for MAX_WAIT are dropped and counted): the
+TUN is not read while it is full, so the kernel queues, not larappp. Control frames
+(LCP, authentication, NCP) never wait behind IP frames: the link sends them first, and
+the writer takes IP frames in chunks, so at most one chunk is ahead of a control frame.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from larappp.engine.base import PppEngine, cancel_all, no_router_advertisement
@@ -31,7 +36,32 @@ from larappp.transport.tun import Tun
 
 log = logging.getLogger(__name__)
 
-UPLINK_HIGH_WATER = 256 * 1024
+#: the engine's uplink queue, in time at the paced rate
+QUEUE_TIME = 0.1
+#: ...and in octets when the uplink is not paced
+UNPACED_QUEUE_OCTETS = 64 * 1024
+#: IP frames that could not leave for this long (the port stalled: CTS, a slow line) are dropped
+MAX_WAIT = 1.0
+#: a frame of the largest MRU, escaped in the worst case
+_LARGEST_FRAME = 2 * 1500 + 16
+
+
+@dataclass(frozen=True)
+class UplinkQueue:
+    """The engine's uplink bound: at most `limit` octets of IP frames queued for the port
+    (plus one batch read from the TUN), taken `chunk` octets per write (what a control
+    frame may wait behind)."""
+
+    limit: int
+    chunk: int
+
+    @classmethod
+    def for_rate(cls, kbit: int) -> UplinkQueue:
+        """QUEUE_TIME at `kbit` kbit/s (0: not paced, UNPACED_QUEUE_OCTETS); never less
+        than two frames, written a quarter at a time."""
+        limit = int(kbit * 1000 / 8 * QUEUE_TIME) if kbit > 0 else UNPACED_QUEUE_OCTETS
+        limit = max(2 * _LARGEST_FRAME, limit)
+        return cls(limit, max(_LARGEST_FRAME, limit // 4))
 
 
 class BuiltinPppEngine(PppEngine):
@@ -60,7 +90,13 @@ class BuiltinPppEngine(PppEngine):
         self._kick = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0.0
-        self._pending_out = 0
+        self.uplink = UplinkQueue.for_rate(self.options.uplink_kbit)
+        #: octets of the write in progress (taken from the link, not yet on the port)
+        self._writing = 0
+        #: while the TUN is not read because the queue is full: the MAX_WAIT timer
+        self._stalled: asyncio.TimerHandle | None = None
+        #: the host queue's counters (tc), refreshed while the session runs
+        self._host_queue: dict[str, int] = {}
         self._actions: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         #: the callback pumps still running (the task pumps are in _tasks)
@@ -85,10 +121,10 @@ class BuiltinPppEngine(PppEngine):
         self._process_events()
         self.pipe.start_reading(self._serial_data, self._port_closed)
         self.tun.start_reading(self._tun_packets, self._tun_failed)
-        for coro, name in (
-            (self._writer(), "serial-out"),
-            (self._configurator(), "configure"),
-        ):
+        pumps = [(self._writer(), "serial-out"), (self._configurator(), "configure")]
+        if self.options.uplink_kbit > 0:
+            pumps.append((self._queue_watch(), "queue-stats"))
+        for coro, name in pumps:
             task = asyncio.create_task(coro, name=f"ppp {self.options.ifname} {name}")
             task.add_done_callback(self._task_ended)
             self._tasks.append(task)
@@ -117,6 +153,9 @@ class BuiltinPppEngine(PppEngine):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
         await self.pipe.stop_reading()
         if self.tun is not None:
             self.tun.stop_reading()
@@ -162,6 +201,20 @@ class BuiltinPppEngine(PppEngine):
             "packets_out": stats.packets_sent,
             "bad_frames": stats.bad_frames,
             "tun_write_errors": self.tun_write_errors,
+            "uplink": {
+                "paced_kbit": self.options.uplink_kbit,
+                "host_queue": self._host_queue,
+                "engine_queue_limit": self.uplink.limit,
+                "engine_queued": self._backlog(),
+            },
+            # every place a packet can be lost on its way, counted
+            "drops": {
+                "host_queue": self._host_queue.get("dropped", 0),  # the kernel's tc on the interface
+                "engine_queue": stats.queue_dropped,  # IP frames that waited MAX_WAIT for the port
+                "ncp_not_open": stats.packets_dropped,  # IP for a family whose NCP is not open
+                "bad_frames": stats.bad_frames,  # FCS errors and malformed frames from the module
+                "tun_refused": self.tun_write_errors,  # received packets the kernel refused
+            },
         }
 
     # -- pumps ---------------------------------------------------------------------------
@@ -186,33 +239,64 @@ class BuiltinPppEngine(PppEngine):
             for packet in packets:
                 family = packet[0] >> 4 if packet else 0
                 if (family == 4 or family == 6) and link.send_packet(family, packet):
-                    queued += len(packet)
+                    queued += 1
             if queued:
-                self._pending_out += queued
                 self._kick.set()
-                if self._pending_out > UPLINK_HIGH_WATER and self.tun is not None:
+                if self._backlog() >= self.uplink.limit and self.tun is not None and self._stalled is None:
+                    # Full: leave packets in the kernel's queue until the port takes some.
                     self.tun.pause_reading()
+                    self._stalled = asyncio.get_running_loop().call_later(MAX_WAIT, self._queue_stalled)
         except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
             self._pump_failed("tun-in", exc)
 
     def _tun_failed(self, exc: OSError) -> None:
         self._pump_failed("tun-in", exc)
 
+    def _backlog(self) -> int:
+        """Octets of IP frames between the TUN and the port: queued in the link and being written."""
+        return self.link.queued_data_octets + self._writing
+
+    def _resume_tun(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+            if self.tun is not None:
+                self.tun.resume_reading()
+
+    def _queue_stalled(self) -> None:
+        """The port took nothing for MAX_WAIT: what waits is stale, drop it (counted)."""
+        self._stalled = None
+        dropped = self.link.drop_queued_data()
+        log.debug("%s: the port took nothing for %.1f s: %d queued IP frames dropped",
+                  self.options.ifname, MAX_WAIT, dropped)
+        if self.tun is not None:
+            self.tun.resume_reading()
+
     async def _writer(self) -> None:
         while True:
             await self._kick.wait()
             self._kick.clear()
-            data = self.link.data_to_send()
-            if not data:
-                continue
+            # Control frames queued during a write go first in the next one (PppLink).
+            while data := self.link.data_to_send(self.uplink.chunk):
+                self._writing = len(data)
+                try:
+                    await self.pipe.write(data)
+                except PortClosed as exc:
+                    self._finish(f"the module's port closed ({exc})")
+                    return
+                finally:
+                    self._writing = 0
+                if self._backlog() < self.uplink.limit:
+                    self._resume_tun()
+
+    async def _queue_watch(self) -> None:
+        """Keeps the host queue's counters (tc) for status(); they need a netlink call."""
+        while True:
             try:
-                await self.pipe.write(data)
-            except PortClosed as exc:
-                self._finish(f"the module's port closed ({exc})")
-                return
-            self._pending_out = 0
-            if self.tun is not None:
-                self.tun.resume_reading()
+                self._host_queue = await self.host.shaper.counters()
+            except (OSError, LarapppError) as exc:  # the counters wait for the next round
+                log.debug("%s: reading the host queue's counters failed: %s", self.options.ifname, exc)
+            await asyncio.sleep(1.0)
 
     def _schedule_timer(self) -> None:
         """Keep one loop timer at the earliest deadline (at most 1 s away); moved only earlier."""
@@ -342,7 +426,9 @@ class BuiltinPppEngine(PppEngine):
             self._note(f"{self.options.ifname}: IPv{value} withdrawn from the host"
                        + (f" (not undone: {'; '.join(failures)})" if failures else ""))
         elif kind == "link-up":
-            await self.host.link_up(min(int(value), self.options.mru) if value else None)
+            mtu = min(int(value), self.options.mru) if value else None
+            await self.host.link_up(mtu)
+            await self.host.pace_uplink(self.options.uplink_kbit, mtu or self.options.mru)
         elif kind == "ipv4":
             await self.host.apply_ipv4(value.local, value.peer, value.dns)
             self._note(f"{self.options.ifname}: IPv4 {value.local} peer {value.peer} DNS {', '.join(map(str, value.dns))}")

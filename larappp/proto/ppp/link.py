@@ -79,6 +79,8 @@ class LinkStats:
     packets_sent: int = 0
     packets_received: int = 0
     packets_dropped: int = 0
+    #: IP packets queued to send and then dropped unsent (`drop_queued_data`)
+    queue_dropped: int = 0
     bad_frames: int = 0
     protocol_rejects_sent: int = 0
 
@@ -134,7 +136,10 @@ class PppLink:
         self._ipv6_header = frame.frame_header(frame.IPV6)
         self._ipv4_open = False
         self._ipv6_open = False
-        self._out: list[bytes] = []
+        #: frames to send: control (LCP, auth, NCP) always leaves before data (IP)
+        self._control_out: list[bytes] = []
+        self._data_out: deque[bytes] = deque()
+        self._data_queued = 0
         self._events: deque[LinkEvent] = deque()
         self._phase = Phase.DEAD
         self._auth: list[AuthProcess] = []
@@ -222,7 +227,9 @@ class PppLink:
         if not self._terminated:
             self._finish(reason)
         self._deferred.clear()
-        self._out.clear()  # the module is not reading PPP any more: send it nothing
+        # the module is not reading PPP any more: send it nothing
+        self._control_out.clear()
+        self.drop_queued_data()
 
     def renegotiate(self, family: int, now: float) -> None:
         """Negotiate the NCP of `family` (4: IPCP, 6: IPV6CP) again while LCP stays up.
@@ -315,15 +322,43 @@ class PppLink:
     @property
     def has_data_to_send(self) -> bool:
         """Whether `data_to_send()` has octets for the line (no need to wake a writer otherwise)."""
-        return bool(self._out)
+        return bool(self._control_out or self._data_out)
 
-    def data_to_send(self) -> bytes:
-        """Octets to write to the line (frames back to back, sharing flags)."""
-        if not self._out:
+    def data_to_send(self, data_budget: int | None = None) -> bytes:
+        """Octets to write to the line (frames back to back, sharing flags): every queued
+        control frame first, so LCP, authentication and NCP never wait behind IP packets,
+        then the IP frames; with `data_budget`, only as many IP frames as fit in that many
+        octets (at least one), the rest staying queued for the next call."""
+        frames = self._control_out
+        self._control_out = []
+        data_out = self._data_out
+        if data_budget is None:
+            frames.extend(data_out)
+            data_out.clear()
+            self._data_queued = 0
+        else:
+            taken = 0
+            while data_out and (not taken or taken + len(data_out[0]) <= data_budget):
+                stuffed = data_out.popleft()
+                taken += len(stuffed)
+                frames.append(stuffed)
+            self._data_queued -= taken
+        if not frames:
             return b""
-        data = b"".join((b"\x7e", b"\x7e".join(self._out), b"\x7e"))
-        self._out.clear()
-        return data
+        return b"".join((b"\x7e", b"\x7e".join(frames), b"\x7e"))
+
+    @property
+    def queued_data_octets(self) -> int:
+        """Octets of IP frames queued and not yet taken by `data_to_send`."""
+        return self._data_queued
+
+    def drop_queued_data(self) -> int:
+        """Drop every IP frame still queued (control frames stay); how many were dropped."""
+        dropped = len(self._data_out)
+        self._data_out.clear()
+        self._data_queued = 0
+        self.stats.queue_dropped += dropped
+        return dropped
 
     def send_packet(self, family: int, packet: bytes) -> bool:
         """Queue an IP packet (`family` 4 or 6); False (dropped) when that NCP is not open."""
@@ -334,7 +369,9 @@ class PppLink:
         else:
             self.stats.packets_dropped += 1
             return False
-        self._out.append(self._encoder.stuff(header + packet))
+        stuffed = self._encoder.stuff(header + packet)
+        self._data_out.append(stuffed)
+        self._data_queued += len(stuffed)
         self.stats.packets_sent += 1
         return True
 
@@ -380,10 +417,10 @@ class PppLink:
     def send_control(self, protocol: int, packet: bytes) -> None:
         """Frame and queue a control packet (LCP with the default ACCM and full header)."""
         if protocol == frame.LCP:
-            self._out.append(self._lcp_encoder.stuff(_LCP_HEADER + packet))
+            self._control_out.append(self._lcp_encoder.stuff(_LCP_HEADER + packet))
         else:
             header = self._control_header_prefix + protocol.to_bytes(2, "big")
-            self._out.append(self._encoder.stuff(header + packet))
+            self._control_out.append(self._encoder.stuff(header + packet))
 
     def layer_signal(self, source: Any, signal: LayerSignal, now: float) -> None:
         """A control protocol ran tlu, tld, tls or tlf."""

@@ -1,0 +1,111 @@
+"""End to end: the uplink pacing of issue 10 against a simulator whose radio uplink is
+slower than the line (app note §4: the module drops what its radio cannot send).
+
+With pacing on, a TCP upload loses nothing inside the module and a UDP flood at 4x the
+uplink drops in the host's queue (tc), where `larappp status --json` counts it; with
+pacing off the module's buffer overflows.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from larappp.sim import CONTROL_NAME
+from larappp.sim.control import request
+from tests.e2e.conftest import Cli
+from tests.e2e.test_ppp_e2e import SERVER_V4, Net, _config, _session, _up, net  # noqa: F401
+
+pytestmark = pytest.mark.root
+
+#: the simulated radio's uplink: slower than the pty, quick to fill
+RADIO_UPLINK_KBIT = 1500
+MODULE_BUFFER = 16384
+#: the host's pace, a little under the radio's rate
+PACED_KBIT = 1400
+
+
+def _radio_uplink(tmp_path: Path) -> dict[str, int]:
+    answer = request(str(tmp_path / "sim" / CONTROL_NAME), {"fault": "status"})
+    assert answer["ok"], answer
+    counters: dict[str, int] = answer["radio"]["uplink"]
+    return counters
+
+
+def _iperf(n: Net, *extra: str, seconds: int = 4) -> dict[str, Any]:
+    server = subprocess.Popen(["ip", "netns", "exec", n.inet, "iperf3", "-s", "-1", "-p", "5201"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        out = n.dte_run("iperf3", "-c", SERVER_V4, "-p", "5201", "-t", str(seconds), "-J", *extra, timeout=60)
+        result: dict[str, Any] = json.loads(out.stdout)
+        assert "error" not in result, result["error"]
+        return result
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(timeout=10)
+
+
+def _start(cli: Cli, make_net, tmp_path: Path, uplink_kbit: int) -> tuple[Net, Path]:  # type: ignore[no-untyped-def]
+    n: Net = make_net("--uplink-kbit", str(RADIO_UPLINK_KBIT), "--uplink-buffer", str(MODULE_BUFFER))
+    cfg = _config(cli, n, _session(n.sim.ptys[0], 1, "internet"),
+                  modem_extra=f"uplink_kbit = {uplink_kbit}\n")
+    _up(cli, cfg, n)
+    return n, cfg
+
+
+def _session_status(cli: Cli, cfg: Path, n: Net) -> dict[str, Any]:
+    status = json.loads(cli.run(cfg, "status", "--json", netns=n.dte).stdout)
+    session: dict[str, Any] = status["sessions"][0]
+    return session
+
+
+def test_paced_tcp_upload_loses_nothing_in_the_module(cli: Cli, net, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    n, cfg = _start(cli, net, tmp_path, PACED_KBIT)
+    before = _radio_uplink(tmp_path)
+    result = _iperf(n)
+    after = _radio_uplink(tmp_path)
+    goodput = result["end"]["sum_received"]["bits_per_second"] / 1000
+    print(f"paced TCP upload: {goodput:.0f} kbit/s through a {RADIO_UPLINK_KBIT} kbit/s radio, "
+          f"module drops {after['dropped'] - before['dropped']}, peak backlog {after['peak_backlog']}")
+    assert after["dropped"] == before["dropped"], (before, after)
+    assert goodput > 0.7 * PACED_KBIT, goodput
+    session = _session_status(cli, cfg, n)
+    assert session["uplink"]["paced_kbit"] == PACED_KBIT, session
+    assert session["uplink"]["host_queue"]["sent_packets"] > 100, session
+    assert session["drops"]["engine_queue"] == 0, session
+
+
+def test_unpaced_tcp_upload_overflows_the_module_buffer(cli: Cli, net, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    n, cfg = _start(cli, net, tmp_path, 0)
+    before = _radio_uplink(tmp_path)
+    result = _iperf(n)
+    after = _radio_uplink(tmp_path)
+    lost = after["dropped"] - before["dropped"]
+    goodput = result["end"]["sum_received"]["bits_per_second"] / 1000
+    print(f"unpaced TCP upload: {goodput:.0f} kbit/s, module drops {lost}")
+    assert lost > 0, (before, after)
+    session = _session_status(cli, cfg, n)
+    assert session["uplink"]["paced_kbit"] == 0 and session["uplink"]["host_queue"] == {}, session
+
+
+def test_paced_udp_flood_drops_in_the_host_queue_not_the_module(cli: Cli, net, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    n, cfg = _start(cli, net, tmp_path, PACED_KBIT)
+    before = _radio_uplink(tmp_path)
+    result = _iperf(n, "-u", "-b", f"{4 * RADIO_UPLINK_KBIT}K", "-l", "1200", seconds=3)
+    after = _radio_uplink(tmp_path)
+    time.sleep(1.5)  # the engine reads the qdisc's counters once a second
+    session = _session_status(cli, cfg, n)
+    sent = result["end"]["sum"]
+    print(f"paced UDP flood at {4 * RADIO_UPLINK_KBIT} kbit/s: {sent['lost_percent']:.0f}% lost, host queue drops "
+          f"{session['drops']['host_queue']}, engine drops {session['drops']['engine_queue']}, "
+          f"module drops {after['dropped'] - before['dropped']}")
+    assert after["dropped"] == before["dropped"], (before, after)
+    assert session["drops"]["host_queue"] > 100, session
+    assert sent["lost_percent"] > 50, sent
