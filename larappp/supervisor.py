@@ -360,6 +360,8 @@ class Supervisor:
             "simulator": self.config.uses_simulator,
             "modem": self.modem.status.to_json() if self.modem else {},
             "sessions": [s.state.to_json() for s in self.sessions],
+            # the built-in simulator's radio: radio.uplink.dropped is what the module dropped (§4)
+            **({"radio": self.simulator.radio.to_json()} if self.simulator is not None else {}),
         }
 
     def write_state(self) -> None:

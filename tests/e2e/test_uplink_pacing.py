@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from larappp.sim import CONTROL_NAME
 from larappp.sim.control import request
+from larappp.transport.netns import create_netns, delete_netns
 from tests.e2e.conftest import Cli
 from tests.e2e.test_ppp_e2e import SERVER_V4, Net, _config, _session, _up, net  # noqa: F401
 
@@ -76,6 +78,7 @@ def test_paced_tcp_upload_loses_nothing_in_the_module(cli: Cli, net, tmp_path: P
           f"module drops {after['dropped'] - before['dropped']}, peak backlog {after['peak_backlog']}")
     assert after["dropped"] == before["dropped"], (before, after)
     assert goodput > 0.7 * PACED_KBIT, goodput
+    time.sleep(3.0)  # see below: the counters in the state file are up to 3 s old
     session = _session_status(cli, cfg, n)
     assert session["uplink"]["paced_kbit"] == PACED_KBIT, session
     assert session["uplink"]["host_queue"]["sent_packets"] > 100, session
@@ -100,7 +103,7 @@ def test_paced_udp_flood_drops_in_the_host_queue_not_the_module(cli: Cli, net, t
     before = _radio_uplink(tmp_path)
     result = _iperf(n, "-u", "-b", f"{4 * RADIO_UPLINK_KBIT}K", "-l", "1200", seconds=3)
     after = _radio_uplink(tmp_path)
-    time.sleep(1.5)  # the engine reads the qdisc's counters once a second
+    time.sleep(3.0)  # the engine reads the qdisc's counters each second, the daemon writes its state each 2 s
     session = _session_status(cli, cfg, n)
     sent = result["end"]["sum"]
     print(f"paced UDP flood at {4 * RADIO_UPLINK_KBIT} kbit/s: {sent['lost_percent']:.0f}% lost, host queue drops "
@@ -109,3 +112,34 @@ def test_paced_udp_flood_drops_in_the_host_queue_not_the_module(cli: Cli, net, t
     assert after["dropped"] == before["dropped"], (before, after)
     assert session["drops"]["host_queue"] > 100, session
     assert sent["lost_percent"] > 50, sent
+
+
+def test_embedded_simulator_radio_from_the_config_shows_in_status(cli: Cli, tmp_path: Path) -> None:
+    """`[sim]` radio knobs reach the built-in simulator; its counters are in `status --json`."""
+    tag = uuid.uuid4().hex[:6]
+    dte, inet = f"lp-dte-{tag}", f"lp-inet-{tag}"
+    create_netns(dte)
+    create_netns(inet)
+    try:
+        cfg = cli.write_config(
+            '[modem]\nport = "sim"\nregistration_timeout = 20\nuplink_kbit = 900\n',
+            '[[session]]\ncid = 1\napn = "internet"\n'
+            f'[sim]\nnetwork = "{inet}"\nregistration_delay = 0.2\nreboot_time = 0.2\n'
+            "uplink_kbit = 1000\ndownlink_kbit = 2000\nlatency_ms = 15\n",
+        )
+        up = cli.run(cfg, "up", netns=dte, timeout=120)
+        assert up.returncode == 0, up.stderr + up.stdout
+        ping = subprocess.run(["ip", "netns", "exec", dte, "ping", "-c", "3", "-i", "0.2", "-W", "3", SERVER_V4],
+                              capture_output=True, text=True, timeout=30, check=True).stdout
+        rtt_min = float(ping.rsplit("=", 1)[1].split("/")[0])
+        time.sleep(2.5)  # the daemon writes its state every 2 s
+        state = json.loads(cli.run(cfg, "status", "--json", netns=dte).stdout)
+        radio = state["radio"]
+        assert (radio["uplink_kbit"], radio["downlink_kbit"], radio["latency"]) == (1000, 2000, 0.015), radio
+        assert radio["uplink"]["packets"] >= 3 and radio["uplink"]["dropped"] == 0, radio
+        assert rtt_min >= 30, ping  # 15 ms each way
+        assert state["sessions"][0]["uplink"]["paced_kbit"] == 900, state
+    finally:
+        cli.cleanup()
+        delete_netns(dte)
+        delete_netns(inet)
