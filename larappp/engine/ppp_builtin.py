@@ -93,6 +93,10 @@ class BuiltinPppEngine(PppEngine):
         self.uplink = UplinkQueue.for_rate(self.options.uplink_kbit)
         #: octets of the write in progress (taken from the link, not yet on the port)
         self._writing = 0
+        #: the writer's own token bucket at the paced rate (octets it may write now): after
+        #: the engine was starved of CPU, what piled up leaves at the rate, not in one burst
+        self._tokens = float(self.uplink.chunk)
+        self._tokens_at = self._clock()
         #: while the TUN is not read because the queue is full: the MAX_WAIT timer
         self._stalled: asyncio.TimerHandle | None = None
         #: the host queue's counters (tc), refreshed while the session runs
@@ -279,6 +283,7 @@ class BuiltinPppEngine(PppEngine):
             # Control frames queued during a write go first in the next one (PppLink).
             while data := self.link.data_to_send(self.uplink.chunk):
                 self._writing = len(data)
+                await self._wait_for_tokens(len(data))
                 try:
                     await self.pipe.write(data)
                 except PortClosed as exc:
@@ -288,6 +293,21 @@ class BuiltinPppEngine(PppEngine):
                     self._writing = 0
                 if self._backlog() < self.uplink.limit:
                     self._resume_tun()
+
+    async def _wait_for_tokens(self, size: int) -> None:
+        """Hold a write until the paced rate allows it (no wait when not paced)."""
+        rate = self.options.uplink_kbit * 1000 / 8
+        if not rate:
+            return
+        now = self._clock()
+        self._tokens = min(float(self.uplink.chunk), self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < size:
+            await asyncio.sleep((size - self._tokens) / rate)
+            now = self._clock()
+            self._tokens = min(float(self.uplink.chunk), self._tokens + (now - self._tokens_at) * rate)
+            self._tokens_at = now
+        self._tokens -= size
 
     async def _queue_watch(self) -> None:
         """Keeps the host queue's counters (tc) for status(); they need a netlink call."""
