@@ -135,6 +135,22 @@ class PppEngine(abc.ABC):
                 f"({why}): check the APN and the PDP type"
             ))
 
+    # -- DCD (both engines arm it once they hold the pipe, disarm it in stop()) ----------
+    def _watch_carrier(self) -> None:
+        """End the session as lost when the port's DCD drops (AT&C1: the module's call ended).
+
+        Where the pipe carries DCD (serial device, RFC 2217); a pty has none, and nothing
+        is armed there. The module is then in command mode, as after "left-data-mode".
+        """
+        if self.pipe.watch_carrier(self._carrier_dropped):
+            self._note(f"{self.options.ifname}: watching DCD on {self.pipe.name}")
+
+    def _carrier_dropped(self) -> None:
+        if self.terminated.is_set():
+            return
+        self.lost = "dcd-dropped"
+        self._finish(f"DCD dropped on {self.pipe.name}: the module ended the call")
+
     def _fail(self, error: LarapppError) -> None:
         if self._failure is None:
             self._failure = error

@@ -124,6 +124,7 @@ class BuiltinPppEngine(PppEngine):
             self._leftover = b""
         self._process_events()
         self.pipe.start_reading(self._serial_data, self._port_closed)
+        self._watch_carrier()
         self.tun.start_reading(self._tun_packets, self._tun_failed)
         pumps = [(self._writer(), "serial-out"), (self._configurator(), "configure")]
         if self.options.uplink_kbit > 0:
@@ -160,6 +161,7 @@ class BuiltinPppEngine(PppEngine):
         if self._stalled is not None:
             self._stalled.cancel()
             self._stalled = None
+        self.pipe.unwatch_carrier()
         await self.pipe.stop_reading()
         if self.tun is not None:
             self.tun.stop_reading()

@@ -27,6 +27,7 @@ __all__ = [
     "USER_MAX_LEN",
     "AuthType",
     "DefaultIpType",
+    "amp_c",
     "amp_d",
     "ath",
     "auth_type",
@@ -287,6 +288,11 @@ def cops_format_long() -> str:
 def ath() -> str:
     """ATH: in online command mode (after "+++") ends PPP and its context, with AT+CVHU=0 (§4.2)."""
     return "ATH"
+
+
+def amp_c(mode: int) -> str:
+    """AT&C<n> (ITU-T V.250 §6.2.8): 0 keeps DCD always on, 1 has DCD follow the data call."""
+    return f"AT&C{_check_choice(mode, (0, 1), field='&C mode', command='AT&C')}"
 
 
 def amp_d(mode: int) -> str:

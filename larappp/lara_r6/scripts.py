@@ -82,5 +82,10 @@ DIAL_PORT_SETUP = ChatScript(
         # ATH in online command mode must end this port's call (app note §4.2).
         step(commands.cvhu(0)),
         _DTR_CLEARS_THE_CALL,
+        # AT&C1: DCD is on while this port's call is up and drops when the module ends it
+        # (ITU-T V.250 §6.2.8), so a serial or RFC 2217 port tells larappp of a lost call
+        # within CARRIER_POLL_S or one NOTIFY-MODEMSTATE. &C1 is the factory setting, but a
+        # profile stored with &C0 (DCD always on) would leave DCD meaning nothing.
+        step(commands.amp_c(1)),
     ),
 )

@@ -58,6 +58,7 @@ def build_fault_parser() -> argparse.ArgumentParser:
         return one
 
     call("drop", "the network drops the call: NO CARRIER, no LCP Terminate")
+    call("dcd-off", "DCD goes off on the call's port while the call goes on")
     deactivate = sub.add_parser("deactivate", help="the network deactivates a PDP context (+CGEV, NO CARRIER)")
     deactivate.add_argument("--cid", type=int, required=True)
     deactivate.add_argument("--urc", choices=DEACTIVATION_URCS, default=DEACTIVATION_URCS[0],

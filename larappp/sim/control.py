@@ -14,6 +14,9 @@ line `{"ok": true, ...}` or `{"ok": false, "error": "..."}`; the command line:
   (PPP frames included) when echo is on.
   `control.drop(cid=1)` / `{"fault": "drop", "cid": 1}` / `fault drop --cid 1`
   (or `port=N` / `--port N` for the call on port N; neither: the first call).
+- dcd-off: DCD goes off on a call's port (RFC 2217 NOTIFY-MODEMSTATE) while the
+  call goes on: no NO CARRIER, PPP still answered; only the carrier line tells.
+  `control.dcd_off(cid=1)` / `{"fault": "dcd-off", "cid": 1}` / `fault dcd-off --cid 1`
 - deactivate: the network deactivates a PDP context. `+CGEV: NW PDN DEACT <cid>`
   (or `NW DEACT "<type>","<address>",<cid>`, `ME PDN DEACT <cid>` with `urc`) on every
   port in command mode that enabled AT+CGEREP, and `NO CARRIER` on the port of a call
@@ -92,6 +95,10 @@ class SimControl:
     # -- the faults -------------------------------------------------------------------
     def drop(self, *, cid: int | None = None, port: int | None = None) -> dict[str, Any]:
         call = self._apply(lambda m, now: faults.drop_call(m, now, cid=cid, port=port))
+        return {"port": call.port, "cid": call.cid}
+
+    def dcd_off(self, *, cid: int | None = None, port: int | None = None) -> dict[str, Any]:
+        call = self._apply(lambda m, now: faults.dcd_off(m, now, cid=cid, port=port))
         return {"port": call.port, "cid": call.cid}
 
     def deactivate(self, cid: int, *, urc: str = "NW PDN DEACT") -> dict[str, Any]:
@@ -193,6 +200,7 @@ class SimControl:
     def _requests(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
             "drop": lambda r: self.drop(cid=_opt_int(r, "cid"), port=_opt_int(r, "port")),
+            "dcd-off": lambda r: self.dcd_off(cid=_opt_int(r, "cid"), port=_opt_int(r, "port")),
             "deactivate": lambda r: self.deactivate(int(r["cid"]), urc=str(r.get("urc", "NW PDN DEACT"))),
             "silence": lambda r: self.silence(cid=_opt_int(r, "cid"), port=_opt_int(r, "port"),
                                               seconds=_opt_float(r, "seconds"), on=not r.get("off", False)),

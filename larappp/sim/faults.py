@@ -85,6 +85,18 @@ def silence(m: Module, now: float, *, cid: int | None = None, port: int | None =
     return call
 
 
+def dcd_off(m: Module, now: float, *, cid: int | None = None, port: int | None = None) -> Call:
+    """DCD goes off on the call's port while the call itself goes on (no NO CARRIER, PPP
+    still answered): what a host sees when only the carrier line tells it."""
+    _running(m)
+    p = call_port(m, cid=cid, port=port)
+    call = p.call
+    assert call is not None
+    call.dcd_off = True
+    m.emit(m.modem_lines(p.index))
+    return call
+
+
 def reboot(m: Module, now: float, *, down_for: float | None = None) -> None:
     """The module resets at once: calls end without a word, the ports vanish, and after
     `down_for` (default: the scenario's reboot time) it boots unregistered, ports back."""

@@ -179,10 +179,14 @@ class Module:
         return self._events.popleft() if self._events else None
 
     def modem_lines(self, port: int) -> ModemLinesChanged:
-        """The DCE's lines of `port` now: CTS/DSR on while the module runs, DCD during a call."""
+        """The DCE's lines of `port` now: CTS/DSR on while the module runs, DCD during a call
+        (&C1) or always (&C0); a `dcd-off` fault holds it off while the call goes on."""
         on = self.state in ("on", "shutting-down") and self.unplugged_until is None
         p = self.ports[port]
-        return ModemLinesChanged(port, cts=on, dsr=on, dcd=on and p.call is not None)
+        if p.amp_c == 0:
+            return ModemLinesChanged(port, cts=on, dsr=on, dcd=on)
+        carrier = p.call is not None and not p.call.dcd_off
+        return ModemLinesChanged(port, cts=on, dsr=on, dcd=on and carrier)
 
     # == inspection =================================================================================
     @property

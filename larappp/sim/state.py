@@ -135,6 +135,8 @@ class Call:
     started_at: float
     #: A silent peer (a fault): nothing passes between the port and the session until then.
     silent_until: float | None = None
+    #: DCD held off while the call goes on (a fault: the line, not the call, failed)
+    dcd_off: bool = False
 
     def silent(self, now: float) -> bool:
         return self.silent_until is not None and now < self.silent_until
@@ -161,6 +163,7 @@ class PortState:
         self.cmee = 0
         self.cvhu = 1
         self.amp_d = 1
+        self.amp_c = 1
         self.s_regs = dict(S_DEFAULTS)
         self.reg_urc = {"+CEREG": 0, "+CREG": 0, "+CGREG": 0}
         self.cscon = 0

@@ -36,6 +36,8 @@ class Pipe(abc.ABC):
     def __init__(self) -> None:
         self._owner: str | None = None
         self._lines_callback: Callable[[ModemLines], None] | None = None
+        self._carrier_lost: Callable[[], None] | None = None
+        self._carrier_seen_on = False
         self._read_task: asyncio.Task[None] | None = None
 
     # -- ownership -------------------------------------------------------------
@@ -133,8 +135,39 @@ class Pipe(abc.ABC):
         self._lines_callback = callback
 
     def _notify_modem_lines(self, lines: ModemLines) -> None:
+        self._check_carrier(lines)
         if self._lines_callback is not None:
             self._lines_callback(lines)
+
+    # -- carrier -------------------------------------------------------------------
+    def watch_carrier(self, on_dropped: Callable[[], None]) -> bool:
+        """Call `on_dropped` once, in the event loop, when DCD goes from on to off.
+
+        Only a DCD seen on (now or later) can drop: a module under AT&C1 asserts DCD while
+        its call is up, and a DCD never seen on during the call carries no information.
+        False when nothing was armed because the pipe has no DCD (a pty). This form relies
+        on the pipe noticing line changes itself (RFC 2217 NOTIFY-MODEMSTATE, an in-memory
+        pair); SerialPipe polls. Independent of `watch_modem_lines()`.
+        """
+        if not self.has_modem_lines:
+            return False
+        self._carrier_lost = on_dropped
+        self._carrier_seen_on = False
+        self._check_carrier(self.modem_lines())
+        return True
+
+    def unwatch_carrier(self) -> None:
+        """Disarm `watch_carrier()`; safe to call when nothing is armed."""
+        self._carrier_lost = None
+
+    def _check_carrier(self, lines: ModemLines) -> None:
+        if self._carrier_lost is None:
+            return
+        if lines.dcd:
+            self._carrier_seen_on = True
+        elif lines.dcd is False and self._carrier_seen_on:
+            on_dropped, self._carrier_lost = self._carrier_lost, None
+            on_dropped()
 
 
 #: opens one module port as a fresh Pipe (each session and the modem keep one to reopen)

@@ -54,6 +54,7 @@ def test_every_public_class_has_a_one_line_docstring(module: Any) -> None:
 BUILDERS: list[tuple[Callable[..., str], tuple[Any, ...], str]] = [
     (commands.cmee, (2,), "AT+CMEE=2"),
     (commands.cmee, (1,), "AT+CMEE=1"),
+    (commands.amp_c, (1,), "AT&C1"),  # ITU-T V.250 §6.2.8
     (commands.amp_d, (2,), "AT&D2"),  # ITU-T V.250 §6.2.9
     (commands.amp_d, (0,), "AT&D0"),
     (commands.cgerep, (2,), "AT+CGEREP=2"),  # 3GPP TS 27.007 §10.1.19
@@ -144,6 +145,7 @@ REFUSED: list[tuple[Callable[..., str], tuple[Any, ...], str]] = [
     (commands.cgact, (1, 9), "cid 9"),
     (commands.cfun, (15,), "CFUN mode 15 is not accepted by AT+CFUN: use one of 0, 1, 4, 16"),
     (commands.cmee, (3,), "CMEE mode 3"),
+    (commands.amp_c, (2,), "&C mode 2 is not accepted by AT&C: use one of 0, 1"),
     (commands.amp_d, (3,), "&D mode 3 is not accepted by AT&D: use one of 0, 1, 2"),
     (commands.cgerep, (3,), "CGEREP mode 3"),
     (commands.cereg_set, (6,), "CEREG mode 6"),

@@ -51,6 +51,20 @@ def test_result_code_in_the_data_stream_ends_the_session(
     run_scenario(netns, scenario)
 
 
+def test_dcd_dropping_ends_the_session_as_lost(netns: str, tmp_path: Path) -> None:
+    """DCD on at CONNECT (AT&C1), then off while PPP still answers: only the line tells."""
+    async def scenario() -> None:
+        async with EngineRig(netns, tmp_path) as rig:
+            await rig.engine.wait_up(10)
+            rig.module_pipe.set_dcd(False)
+            elapsed = await ended_within(rig, 1.0)
+            assert rig.engine.lost == "dcd-dropped"
+            assert rig.engine.reason.startswith("DCD dropped on ")
+            print(f"DCD: session ended {elapsed * 1000:.1f} ms after DCD went off")
+
+    run_scenario(netns, scenario)
+
+
 def test_looped_back_line_ends_the_session(netns: str, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with EngineRig(

@@ -85,6 +85,7 @@ class PppdEngine(PppEngine):
         )
         self._leftover = b""
         self.bridge.start(name)
+        self._watch_carrier()
         self._tasks = [
             asyncio.create_task(self._watch_process(), name=f"{name} exit"),
             asyncio.create_task(self._observe(), name=f"{name} observe"),
@@ -106,6 +107,7 @@ class PppdEngine(PppEngine):
         give the pipe back; returns what could not be undone."""
         failures: list[str] = []
         self._ending_requested = True
+        self.pipe.unwatch_carrier()
         if self.pppd.running and self.pty is not None:
             # A hang-up ends pppd at once, without a Terminate exchange (escape/ATH/DTR teardowns).
             self.pty.hang_up()

@@ -37,6 +37,13 @@ def ok(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
     return Reply()
 
 
+def amp_c(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
+    """&C0: DCD always on; &C1 (default): DCD on while the port's call is up."""
+    p.amp_c = basic_value(cmd, (0, 1))
+    m.emit(m.modem_lines(p.index))
+    return Reply()
+
+
 def amp_d(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
     p.amp_d = basic_value(cmd, (0, 1, 2))
     return Reply()
@@ -82,7 +89,7 @@ HANDLERS: dict[str, Handler] = {
     "Z": reset_profile,
     "&F": reset_profile,
     "&W": ok,
-    "&C": ok,
+    "&C": amp_c,
     "&K": ok,
     "&S": ok,
     "X": ok,
