@@ -45,9 +45,11 @@ class SimProcess:
                 self.proc.wait()
 
 
-def start_sim(tmp_path: Path, *args: str, ports: int = 3) -> SimProcess:
+def start_sim(tmp_path: Path, *args: str, ports: int = 3, netns: str | None = None) -> SimProcess:
+    """`netns`: run the simulator there (its RFC 2217 ports then listen on that namespace's lo)."""
     base = free_tcp_port()
     argv = [
+        *(["ip", "netns", "exec", netns] if netns else []),
         sys.executable, "-m", "larappp.cli", "sim",
         "--pty-dir", str(tmp_path / "sim"),
         "--rfc2217-port", str(base),

@@ -57,8 +57,8 @@ def net(tmp_path: Path, cli: Cli) -> Iterator[object]:
     create_netns(dte)
     started: list[SimProcess] = []
 
-    def factory(*args: str, ports: int = 3) -> Net:
-        sim = start_sim(tmp_path, "--network", inet, *args, ports=ports)
+    def factory(*args: str, ports: int = 3, sim_in_dte: bool = False) -> Net:
+        sim = start_sim(tmp_path, "--network", inet, *args, ports=ports, netns=dte if sim_in_dte else None)
         started.append(sim)
         return Net(dte, inet, sim)
 

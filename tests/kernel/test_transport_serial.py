@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from larappp.errors import ConfigError, PortClosed, PortError
-from larappp.transport.serial import SerialPipe
+from larappp.transport.pipe import ModemLines
+from larappp.transport.serial import CARRIER_POLL_S, SerialPipe
 from tests.aio import run_bounded
 
 MIB = 1024 * 1024
@@ -143,8 +144,34 @@ def test_pty_has_no_modem_lines_and_says_what_to_use(pty: Pty) -> None:
                 pipe.set_dtr(False)
             with pytest.raises(PortError, match="no RTS line"):
                 pipe.set_rts(True)
+            assert pipe.watch_carrier(lambda: None) is False  # no DCD: nothing armed
         finally:
             await pipe.close()
+
+    run_bounded(scenario)
+
+
+def test_a_polled_dcd_that_drops_after_being_on_fires_the_carrier_watch(
+    pty: Pty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TIOCMGET as a serial device would answer it (a pty has no lines): off, on, on, off."""
+    readings = [False, True, True, False]
+
+    async def scenario() -> None:
+        pipe = SerialPipe(pty.path)
+        await pipe.open()
+        monkeypatch.setattr(pipe, "has_modem_lines", True)
+        monkeypatch.setattr(pipe, "modem_lines", lambda: ModemLines(dcd=readings.pop(0) if readings else False))
+        try:
+            dropped = asyncio.Event()
+            started = asyncio.get_running_loop().time()
+            assert pipe.watch_carrier(dropped.set)  # DCD off now: seen on only later
+            await asyncio.wait_for(dropped.wait(), 2)
+            elapsed = asyncio.get_running_loop().time() - started
+            assert readings == [] and elapsed == pytest.approx(3 * CARRIER_POLL_S, abs=0.2)
+        finally:
+            await pipe.close()
+        assert pipe._carrier_poll is None  # close() stopped the polling
 
     run_bounded(scenario)
 
