@@ -284,7 +284,9 @@ os._exit(16)
 class Harness:
     """A PppdEngine on one end of a memory pipe pair, a stand-in pppd, its record file."""
 
-    def __init__(self, tmp: Path, behaviour: str, *, isolate: bool = True, leftover: bytes = b"LEFT") -> None:
+    def __init__(
+        self, tmp: Path, behaviour: str, *, isolate: bool = True, leftover: bytes = b"LEFT", modem_lines: bool = False
+    ) -> None:
         self.record_path = tmp / "record.json"
         self.fake = tmp / "fake-pppd"
         self.fake.write_text(FAKE_PPPD.format(
@@ -292,7 +294,7 @@ class Harness:
         ))
         self.fake.chmod(0o755)
         self.runtime = tmp / "run"
-        self.host_pipe, self.module_pipe = pipe_pair(modem_lines=False)
+        self.host_pipe, self.module_pipe = pipe_pair(modem_lines=modem_lines)
         self.notes: list[str] = []
         self.engine = PppdEngine(
             self.host_pipe,
@@ -504,6 +506,23 @@ def test_no_carrier_between_frames_hangs_pppd_up_at_once(tmp_path: Path) -> None
         assert await asyncio.wait_for(h.host_pipe.read(), 1.0) == b"\r\nOK\r\n"
 
     engine_test(body, tmp_path, "wait")
+
+
+@root_only
+def test_dcd_dropping_hangs_pppd_up_as_a_lost_link(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        await h.engine.start()
+        await h.module_reads(b"~HELLO~")
+        await h.module_pipe.write(b"~WORLD~")
+        await h.wait_record("got")
+        started = time.monotonic()
+        h.module_pipe.set_dcd(False)  # AT&C1: the module ended the call
+        await asyncio.wait_for(h.engine.terminated.wait(), 1.0)
+        print(f"pppd engine: ended {(time.monotonic() - started) * 1000:.1f} ms after DCD went off")
+        assert h.engine.reason.startswith("DCD dropped on ")
+        assert h.engine.lost == "dcd-dropped"
+
+    engine_test(body, tmp_path, "wait", modem_lines=True)
 
 
 @root_only
