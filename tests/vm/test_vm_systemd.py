@@ -92,6 +92,9 @@ def _properties(text: str | None) -> dict[str, str]:
     return dict(line.split("=", 1) for line in (text or "").splitlines() if "=" in line)
 
 
+GUEST_PACKAGE_DIR = "/opt/larappp-test"
+
+
 @pytest.fixture
 def stage() -> Iterator[Path]:
     """Files the guest's init copies over its root before systemd starts (a host folder
@@ -100,9 +103,13 @@ def stage() -> Iterator[Path]:
     units = folder / "etc/systemd/system"
     (units / "larappp@.service.d").mkdir(parents=True)
     shutil.copy(REPO / "systemd" / "larappp@.service", units / "larappp@.service")
+    # The checkout may sit under /tmp, which the guest (and the unit's PrivateTmp) hides:
+    # the guest imports a copy of the package from a path the unit can read.
+    shutil.copytree(REPO / "larappp", folder / GUEST_PACKAGE_DIR.lstrip("/") / "larappp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     (units / "larappp@.service.d" / "vm.conf").write_text(
         "[Service]\n"
-        f"Environment=PYTHONPATH={REPO} LARAPPP_NO_PPP=1\n"
+        f"Environment=PYTHONPATH={GUEST_PACKAGE_DIR} LARAPPP_NO_PPP=1\n"
         "ExecStart=\n"
         f"ExecStart={sys.executable} -m larappp.cli up --foreground\n"
         "ProtectHome=read-only\n"
