@@ -94,3 +94,17 @@ def basic_value(cmd: Command, allowed: tuple[int, ...]) -> int:
     if value not in allowed:
         raise Failure(cme=50)
     return value
+
+
+def port_setting(name: str, attr: str, highest: int, *, status: Callable[[Module], str] | None = None) -> Handler:
+    """The handler of a per-port setting `AT<name>=<0..highest>` (default 0) whose read
+    form reports it, followed by `status(module)` where the command reports a state too."""
+
+    def handler(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
+        if cmd.kind == "read":
+            tail = f",{status(m)}" if status is not None else ""
+            return Reply([f"{name}: {getattr(p, attr)}{tail}"])
+        setattr(p, attr, int_param(parse_params(cmd), 0, 0, highest, default=0))
+        return Reply()
+
+    return handler

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 
 from larappp.sim import packet
 from larappp.sim.atcmd import Command
-from larappp.sim.commands.base import Failure, Handler, Reply, int_param, parse_params, str_param
+from larappp.sim.commands.base import (
+    Failure,
+    Handler,
+    Reply,
+    int_param,
+    parse_params,
+    port_setting,
+    str_param,
+)
 from larappp.sim.scenario import PDP_TYPES
 from larappp.sim.state import CID_RANGE, ActiveContext, AuthSetting, PdpDefinition, PortState
 
@@ -141,18 +149,11 @@ def uauthreq(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
     return Reply()
 
 
-def cgerep(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
-    if cmd.kind == "read":
-        return Reply([f"+CGEREP: {p.cgerep},0"])
-    p.cgerep = int_param(parse_params(cmd), 0, 0, 2, default=0)
-    return Reply()
-
-
 HANDLERS: dict[str, Handler] = {
     "+CGDCONT": cgdcont,
     "+CGACT": cgact,
     "+CGCONTRDP": cgcontrdp,
     "+CGPADDR": cgpaddr,
     "+UAUTHREQ": uauthreq,
-    "+CGEREP": cgerep,
+    "+CGEREP": port_setting("+CGEREP", "cgerep", 2, status=lambda _m: "0"),  # <bfr> 0
 }

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 from larappp.sim import packet, power
 from larappp.sim.atcmd import Command
-from larappp.sim.commands.base import Failure, Handler, Reply, int_param, parse_params, str_param
+from larappp.sim.commands.base import (
+    Failure,
+    Handler,
+    Reply,
+    int_param,
+    parse_params,
+    port_setting,
+    str_param,
+)
 from larappp.sim.state import PortState
 
 if TYPE_CHECKING:
@@ -103,11 +111,9 @@ def cgatt(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
     return Reply()
 
 
-def cscon(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
-    if cmd.kind == "read":
-        return Reply([f"+CSCON: {p.cscon},{1 if m.ram.rrc_connected else 0}"])
-    p.cscon = int_param(parse_params(cmd), 0, 0, 3, default=0)
-    return Reply()
+def _rrc_state(m: Module) -> str:
+    """+CSCON's <mode>: 1 while the RRC connection is up (3GPP TS 27.007 §10.1.30)."""
+    return "1" if m.ram.rrc_connected else "0"
 
 
 HANDLERS: dict[str, Handler] = {
@@ -119,5 +125,5 @@ HANDLERS: dict[str, Handler] = {
     "+CREG": reg,
     "+CGREG": reg,
     "+CGATT": cgatt,
-    "+CSCON": cscon,
+    "+CSCON": port_setting("+CSCON", "cscon", 3, status=_rrc_state),
 }

@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from larappp.sim.atcmd import Command
-from larappp.sim.commands.base import Failure, Handler, Reply, basic_value, int_param, parse_params
+from larappp.sim.commands.base import (
+    Failure,
+    Handler,
+    Reply,
+    basic_value,
+    port_setting,
+)
 from larappp.sim.state import PortState
 
 if TYPE_CHECKING:
@@ -61,20 +67,6 @@ def s_register(m: Module, p: PortState, cmd: Command) -> Reply:
     return Reply()
 
 
-def cmee(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
-    if cmd.kind == "read":
-        return Reply([f"+CMEE: {p.cmee}"])
-    p.cmee = int_param(parse_params(cmd), 0, 0, 2, default=0)
-    return Reply()
-
-
-def cvhu(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
-    if cmd.kind == "read":
-        return Reply([f"+CVHU: {p.cvhu}"])
-    p.cvhu = int_param(parse_params(cmd), 0, 0, 2, default=0)
-    return Reply()
-
-
 def accept(m: Module, p: PortState, cmd: Command, now: float) -> Reply:
     """Commands accepted without effect on the simulation (flow control, baud rate...)."""
     if cmd.kind == "read":
@@ -96,8 +88,8 @@ HANDLERS: dict[str, Handler] = {
     "L": ok,
     "M": ok,
     "&D": amp_d,
-    "+CMEE": cmee,
-    "+CVHU": cvhu,
+    "+CMEE": port_setting("+CMEE", "cmee", 2),
+    "+CVHU": port_setting("+CVHU", "cvhu", 2),
     "+IPR": accept,
     "+IFC": accept,
     "+CMER": accept,
