@@ -18,7 +18,8 @@ from typing import Any, get_args
 from larappp import config
 from larappp.errors import ConfigError, ModemError
 from larappp.lara_r6 import parsers
-from larappp.proto import at, hdlc, ip
+from larappp.proto import hdlc, ip
+from larappp.proto.at import core as at
 from larappp.proto.ipv6 import ndp
 from larappp.proto.ppp import fsm
 from larappp.proto.ppp.ipcp import Ipcp, IpcpConfig
