@@ -3,7 +3,9 @@
 #   make test   install larappp with its test tools and run the whole test suite
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
-DEB_PACKAGES = iproute2 iputils-ping iperf3 dnsutils procps systemd udev
+# ppp: Debian's pppd, which tests/kernel runs where the kernel has no PPP (tests/vm installs
+# it too, but runs last); systemd and udev: the unit and rule checks (systemd-analyze, udevadm).
+DEB_PACKAGES = iproute2 iputils-ping iperf3 dnsutils procps systemd udev ppp
 STAMP = .deps-installed
 
 .PHONY: demo test deps install lint bench fuzz clean vm-image test-vm man sdist
