@@ -374,6 +374,7 @@ class BuiltinPppEngine(PppEngine):
                 self._actions.put_nowait(("ipv4", event))
             elif isinstance(event, ev.Ipv6cpOpened):
                 self._actions.put_nowait(("ipv6", event))
+                self._start_slaac(event.local_iid)
             elif isinstance(event, (ev.NetworkProtocolClosed, ev.ProtocolRejected)):
                 name = (event.protocol if isinstance(event, ev.NetworkProtocolClosed) else event.name).upper()
                 family = 6 if "IPV6" in name else 4 if "IPCP" in name else 0
@@ -427,6 +428,22 @@ class BuiltinPppEngine(PppEngine):
         if control or self._timer is None:
             self._schedule_timer()
 
+    def _start_slaac(self, local_iid: bytes) -> None:
+        """Router discovery from the moment IPV6CP opens, while the link-local address is
+        still being added: the RS leaves now and an RA the network sends unasked at once is
+        not lost (its events queue behind the link-local address)."""
+        now = self._clock()
+        # The host's global address uses its own IID, not the module's (app note §4.1.2).
+        # Only the network sends RAs on a PPP link: its lifetimes hold, even short ones.
+        # No random delay before the first RS: RFC 4861 §6.3.7 asks for one to spread the
+        # solicitations of many hosts starting on one link; a PPP link has one host.
+        self.slaac = slaac.SlaacClient(
+            local_iid, now, rs_interval=self.options.rs_interval, rs_delay_max=0.0,
+            max_mtu=self.options.mru, two_hour_rule=False,
+        )
+        self.slaac.start(now)
+        self.slaac.handle_timer(now)
+
     def _deliver(self, family: int, packet: bytes) -> bool:
         """Hand a received packet to the kernel (or an RA to SLAAC: True)."""
         if family == 6 and self.slaac is not None and slaac.is_router_advertisement(packet):
@@ -457,14 +474,6 @@ class BuiltinPppEngine(PppEngine):
             self._family_up(4)
         elif kind == "ipv6":
             await self.host.apply_ipv6_link_local(value.local_iid)
-            # The host's global address uses its own IID, not the module's (app note §4.1.2).
-            # Only the network sends RAs on a PPP link: its lifetimes hold, even short ones.
-            self.slaac = slaac.SlaacClient(
-                value.local_iid, self._clock(), rs_interval=self.options.rs_interval,
-                max_mtu=self.options.mru, two_hour_rule=False,
-            )
-            self.slaac.start(self._clock())
-            self._process_events()
         elif kind == "slaac":
             line = await self.host.apply_slaac(value, self._clock())
             if line:
