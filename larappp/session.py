@@ -27,6 +27,10 @@ PPP_UP_TIMEOUT_S = 40.0
 #: silence before "+++": a margin over the module's guard time, so its timer has surely run out
 ESCAPE_WAIT_S = rules.ESCAPE_GUARD_S + 0.2
 
+#: how a link was lost (PppEngine.lost) when the module's port is still in online data mode: its
+#: PPP fell silent without NO CARRIER, so an "AT" probe would only be data to it
+LOST_IN_DATA_MODE = frozenset({"echo-timeout"})
+
 #: the PPP engine of each backend
 ENGINES: dict[str, type[PppEngine]] = {"builtin": BuiltinPppEngine, "pppd": PppdEngine}
 
@@ -131,6 +135,8 @@ class Session:
         #: a loss seen outside the engine (the control port's +CGEV, +CEREG), with its cause
         self._lost_outside = asyncio.Event()
         self._lost_outside_cause = ""
+        #: the port was still in data mode at the last loss (LOST_IN_DATA_MODE)
+        self._lost_in_data_mode = False
         #: when the last loss was seen (monotonic): a bring-up done after it need not run again
         self.lost_at = 0.0
         self.pipe: Pipe | None = None
@@ -245,7 +251,9 @@ class Session:
             for wait in waits:
                 wait.cancel()
         if self.engine is not None and self.engine.terminated.is_set():
+            self._lost_in_data_mode = self.engine.lost in LOST_IN_DATA_MODE
             return self.engine.reason or "the PPP link ended"
+        self._lost_in_data_mode = False
         return self._lost_outside_cause
 
     async def _lost(self, cause: str) -> None:
@@ -278,7 +286,7 @@ class Session:
         back = False
         if not fresh and self.at is not None:
             try:
-                await self._back_to_command_mode()
+                await self._back_to_command_mode(in_data_mode=self._lost_in_data_mode)
                 back = True
             except LarapppError as exc:
                 log.info("cid %d: port %s not in command mode (%s): bringing the module up again",
@@ -293,18 +301,27 @@ class Session:
         else:
             self._set(CONNECTED)
 
-    async def _back_to_command_mode(self) -> None:
-        """After a loss: AT -> OK, else the call is still up (a silent peer): "+++" and ATH."""
-        assert self.at is not None
+    async def _back_to_command_mode(self, *, in_data_mode: bool = False) -> None:
+        """After a loss: the port back in command mode, the call ended.
+
+        Where the state is unknown, AT -> OK first (the call may have ended already). A link
+        lost in data mode (`in_data_mode`, LOST_IN_DATA_MODE) skips that probe: it would cost
+        its timeout and, being data to the module, restart the escape's guard time. The call
+        then ends by a DTR drop where the port has DTR (app note §4.2, no guard time), else
+        by "+++" and ATH (§9.1.4)."""
+        assert self.at is not None and self.pipe is not None
         await self.at.resume()
-        quick = min(2.0, self._command_timeout)
-        try:
-            await self._check_command_mode(timeout=quick)
-            return
-        except LarapppError:
-            pass
-        await self.at.escape(guard=ESCAPE_WAIT_S, timeout=self._command_timeout)
-        await self.at.command(commands.ath(), timeout=self._command_timeout)
+        if not in_data_mode:
+            try:
+                await self._check_command_mode(timeout=min(2.0, self._command_timeout))
+                return
+            except LarapppError:
+                pass
+        if self.pipe.has_modem_lines:
+            await self._drop_dtr()
+        else:
+            await self.at.escape(guard=ESCAPE_WAIT_S, timeout=self._command_timeout)
+            await self.at.command(commands.ath(), timeout=self._command_timeout)
         await self._check_command_mode()
 
     async def _stop_engine(self) -> None:
