@@ -281,7 +281,7 @@ async def _supervise(sup: Supervisor, progress: Callable[[str], None], ready_fd:
     else:
         _print_status(sup.snapshot(), as_json=False, stream=sys.stderr)
     def sessions_line() -> str:
-        return ", ".join(f"cid {s.config.cid} {s.state.state}" + (f" ({s.state.error})" if s.state.error else "") for s in sup.sessions)
+        return ", ".join(session_status_line(s.state.to_json()) for s in sup.sessions)
 
     sd_notify("READY=1\nSTATUS=" + sessions_line())
     informer = asyncio.create_task(
@@ -502,6 +502,22 @@ def session_lines(s: dict[str, Any]) -> list[str]:
     if s.get("error"):
         lines.append(f"    error: {s['error']}")
     return lines
+
+
+def session_status_line(s: dict[str, Any]) -> str:
+    """One session in a few words for systemd's STATUS= (`systemctl status`); while it
+    recovers, the loss and the redial by name."""
+    cid, state, cause = s["cid"], s.get("state"), s.get("last_loss_cause") or "cause unknown"
+    if state == "lost":
+        line = f"cid {cid} lost ({cause}), taking it off the host"
+    elif state == "waiting":
+        when = f" at {time.strftime('%H:%M:%S', time.localtime(s['next_attempt_at']))}" if s.get("next_attempt_at") else ""
+        line = f"cid {cid} lost ({cause}), redial {s.get('attempt')}{when}"
+    elif state == "connecting" and s.get("attempt"):
+        line = f"cid {cid} redialling (attempt {s['attempt']}) after a loss ({cause})"
+    else:
+        line = f"cid {cid} {state}"
+    return line + (f" ({s['error']})" if s.get("error") else "")
 
 
 def status_exit_code(state: dict[str, Any], running: bool) -> int:

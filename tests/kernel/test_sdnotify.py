@@ -120,3 +120,23 @@ def test_progress_is_untouched_outside_systemd(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     shown: list[str] = []
     assert sdnotify.forwarding_status(shown.append) == shown.append
+
+
+def test_the_status_line_names_the_loss_and_the_redial_while_a_session_recovers() -> None:
+    from larappp.cli import session_status_line
+    from larappp.session import SessionState
+
+    state = SessionState(name="lara1", cid=1, apn="internet", port="/dev/ttyACM0", state="up")
+    assert session_status_line(state.to_json()) == "cid 1 up"
+    cause = "the module left data mode: it sent NO CARRIER between the PPP frames"
+    state.state, state.losses, state.last_loss_cause = "lost", 1, cause
+    assert session_status_line(state.to_json()) == f"cid 1 lost ({cause}), taking it off the host"
+    state.state, state.attempt, state.next_attempt_at = "waiting", 1, 1e9
+    assert session_status_line(state.to_json()).startswith(f"cid 1 lost ({cause}), redial 1 at ")
+    state.state, state.next_attempt_at = "connecting", None
+    assert session_status_line(state.to_json()) == f"cid 1 redialling (attempt 1) after a loss ({cause})"
+    state.state, state.attempt, state.error = "waiting", 2, "redial 1 failed: NO CARRIER"
+    state.next_attempt_at = None
+    assert session_status_line(state.to_json()) == f"cid 1 lost ({cause}), redial 2 (redial 1 failed: NO CARRIER)"
+    state.state, state.attempt, state.error = "connecting", 0, ""  # the first dial: no loss to name
+    assert session_status_line(state.to_json()) == "cid 1 connecting"
