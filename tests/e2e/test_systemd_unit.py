@@ -73,6 +73,8 @@ def test_the_template_keeps_what_larappp_needs() -> None:
     devices = {d.split()[0] for d in values["DeviceAllow"]}
     assert {"/dev/net/tun", "/dev/ppp", "char-ttyACM", "/dev/ptmx", "char-pts"} <= devices
     assert "/proc/sys/net" in values["ReadWritePaths"][0].split()
+    # metrics_file: node_exporter's textfile directory (Debian's prometheus-node-exporter)
+    assert "-/var/lib/prometheus/node-exporter" in values["ReadWritePaths"][0].split()
     assert "network-pre.target" in values["After"][0].split()
     assert "network.target" in values["Before"][0].split()
 
