@@ -1,5 +1,5 @@
 """The template unit under a real systemd as PID 1: the VM boots the host's systemd over
-the host's root, starts larappp@simtest (the built-in simulator, AT level), and stops it.
+the host's root, starts larappp@simtest against the simulator, drops its call, and stops it.
 
 The VM's init (scripts/vm/build.sh) runs a guest script; here a second init, the same
 script with one branch more, is appended to the initramfs as /init-systemd and chosen
@@ -7,8 +7,12 @@ with rdinit=: it mounts the root as usual, copies the stage folder (units, confi
 it and hands PID 1 to systemd. build.sh and the cached initramfs stay as they are.
 
 The unit runs as shipped, sandbox included; a drop-in only points ExecStart= at this
-checkout's interpreter (under /root, hence ProtectHome=read-only) and stops the sessions
-at CONNECT (the VM loads only the PPP and 9p modules: no TUN, no veth)."""
+checkout's interpreter (under /root, hence ProtectHome=read-only). The simulator runs
+beside it as its own process with its simulated network (a namespace with a TUN), as a
+module sits beside the unit: larappp runs PPP with the built-in engine over the
+simulator's pty and puts its link on the guest's host side. The guest script drops the
+call through the simulator's control socket and polls `systemctl show` while larappp
+recovers."""
 
 from __future__ import annotations
 
@@ -26,25 +30,70 @@ from tests.vm.qemu import BUILD_SCRIPT, PppdVm, VmArtifacts
 
 REPO = Path(__file__).resolve().parents[2]
 INSTANCE = "simtest"
-CONFIG = """
+SIM_DIR = "/run/larappp-sim"
+METRICS_FILE = f"/var/lib/prometheus/node-exporter/larappp-{INSTANCE}.prom"
+#: the session's own port and a control port of its own (it hears +CGEV and +CEREG), as on a router
+CONFIG = f"""
 [modem]
-port = "sim"
+port = "{SIM_DIR}/ttyLARA1"
 registration_timeout = 60
-[sim]
-network = ""
-registration_delay = 0.3
+metrics_file = "{METRICS_FILE}"
 [[session]]
 cid = 1
 apn = "internet"
+port = "{SIM_DIR}/ttyLARA0"
+backend = "builtin"
+dns = "file"
+holdoff = 1
 """
+#: `systemctl show` of the unit, one property a line
+SHOW = "systemctl show -p ActiveState -p SubState -p StatusText -p NRestarts -p Result -p WatchdogTimestampMonotonic"
 GUEST_TEST = f"""#!/bin/sh
 unit=larappp@{INSTANCE}.service
+export PYTHONPATH={{package}}
+larappp="{sys.executable} -m larappp.cli"
+show() {{{{ {SHOW} $unit; }}}}
+links() {{{{ ip -o link | cut -d: -f2 | tr -d ' ' | sort; }}}}
+# the simulator beside the unit (started by this script: a module is not the unit's either)
+$larappp sim --pty-dir {SIM_DIR} --rfc2217-port none --ports 2 --registration-delay 0.3 --network larappp-sim-inet \\
+    > /share/sim.log 2>&1 &
+i=0; while [ ! -S {SIM_DIR}/control.sock ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+links > /share/links-before.txt
+
 systemctl start $unit; echo "start=$?" > /share/result.txt
-systemctl show -p ActiveState -p SubState -p StatusText -p NRestarts $unit > /share/ready.txt
+show > /share/ready.txt
 ls /run/larappp/{INSTANCE} > /share/rundir.txt 2>&1
+links > /share/links-up.txt
+i=0; while ! grep -qx 'larappp_up 1' {METRICS_FILE} 2>/dev/null && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
+cp {METRICS_FILE} /share/metrics-up.prom
+
+# The network drops the call; poll the unit's status until it says up again after something else.
+$larappp sim fault --socket {SIM_DIR}/control.sock drop --cid 1 > /share/fault.txt 2>&1
+left_up=0; i=0
+while [ $i -lt 1200 ]; do
+    now=$(show)
+    echo "$(cut -d' ' -f1 /proc/uptime) $(printf '%s' "$now" | tr '\\n' '|')" >> /share/recovery.txt
+    if printf '%s\\n' "$now" | grep -qx 'StatusText=cid 1 up'; then
+        [ $left_up = 1 ] && break
+    else
+        left_up=1
+    fi
+    i=$((i+1)); sleep 0.1
+done
+show > /share/recovered.txt
+# WATCHDOG=1 again once every session is up: the ping's timestamp moves on.
+back=$(systemctl show -p WatchdogTimestampMonotonic --value $unit)
+i=0; while [ "$(systemctl show -p WatchdogTimestampMonotonic --value $unit)" = "$back" ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
+show > /share/pinged.txt
+
 systemctl stop $unit; echo "stop=$?" >> /share/result.txt
-systemctl show -p ActiveState -p Result -p ExecMainStatus $unit > /share/stopped.txt
+show > /share/stopped.txt
+systemctl show -p ExecMainStatus $unit >> /share/stopped.txt
+ls -d /run/larappp/{INSTANCE} > /share/rundir-after.txt 2>&1
+links > /share/links-after.txt
+cp {METRICS_FILE} /share/metrics-down.prom
 journalctl -o cat -u $unit --no-pager > /share/journal.txt 2>&1
+$larappp sim fault --socket {SIM_DIR}/control.sock status > /share/sim-status.txt 2>&1
 echo 0 > /share/.exit-status
 sync
 systemctl poweroff --force --force
@@ -109,12 +158,14 @@ def stage() -> Iterator[Path]:
                     ignore=shutil.ignore_patterns("__pycache__"))
     (units / "larappp@.service.d" / "vm.conf").write_text(
         "[Service]\n"
-        f"Environment=PYTHONPATH={GUEST_PACKAGE_DIR} LARAPPP_NO_PPP=1\n"
+        f"Environment=PYTHONPATH={GUEST_PACKAGE_DIR}\n"
         "ExecStart=\n"
         f"ExecStart={sys.executable} -m larappp.cli up --foreground\n"
         "ProtectHome=read-only\n"
     )
-    (folder / "test.sh").write_text(GUEST_TEST)
+    (folder / "test.sh").write_text(GUEST_TEST.format(package=GUEST_PACKAGE_DIR))
+    # Debian's prometheus-node-exporter makes its textfile directory (root's, 0755)
+    (folder / Path(METRICS_FILE).parent.relative_to("/")).mkdir(parents=True)
     (units / "larappp-test.service").write_text(
         f"[Unit]\nDescription=larappp VM test\n[Service]\nType=oneshot\nExecStart=/bin/sh {folder}/test.sh\n"
         "StandardOutput=journal+console\n"
@@ -128,16 +179,64 @@ def stage() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_the_template_starts_ready_and_stops_clean_under_systemd(systemd_artifacts: VmArtifacts, stage: Path) -> None:
+def _recovery(text: str | None) -> list[tuple[float, dict[str, str]]]:
+    """recovery.txt: (guest uptime, the unit's properties) for each poll of `systemctl show`."""
+    polls = []
+    for line in (text or "").splitlines():
+        stamp, _, props = line.partition(" ")
+        polls.append((float(stamp), _properties(props.replace("|", "\n"))))
+    return polls
+
+
+def _metrics(text: str | None) -> dict[str, str]:
+    return dict(line.rsplit(" ", 1) for line in (text or "").splitlines() if line and not line.startswith("#"))
+
+
+def test_the_template_starts_recovers_a_dropped_call_and_stops_clean_under_systemd(
+    systemd_artifacts: VmArtifacts, stage: Path
+) -> None:
     append = f"rdinit=/init-systemd larappp.systemd={stage} systemd.unit=larappp-test.target"
     with PppdVm("", artifacts=systemd_artifacts, memory_mb=512, extra_append=append) as vm:
-        assert vm.wait(600) == 0
+        assert vm.wait(900) == 0
     journal = vm.read_share("journal.txt") or ""
-    assert vm.read_share("result.txt") == "start=0\nstop=0\n", journal
+    context = f"{journal}\n--- simulator:\n{vm.read_share('sim.log')}"
+    assert vm.read_share("result.txt") == "start=0\nstop=0\n", context
+    # start -> READY, with PPP up: the link's interface is on the host
     ready = _properties(vm.read_share("ready.txt"))
-    assert (ready["ActiveState"], ready["SubState"]) == ("active", "running"), journal
-    assert ready["StatusText"] == "cid 1 connected", journal
-    assert "larappp.pid" in (vm.read_share("rundir.txt") or ""), journal
+    assert (ready["ActiveState"], ready["SubState"]) == ("active", "running"), context
+    assert ready["StatusText"] == "cid 1 up", context
+    assert "larappp.pid" in (vm.read_share("rundir.txt") or ""), context
+    before = set((vm.read_share("links-before.txt") or "").split())
+    assert set((vm.read_share("links-up.txt") or "").split()) - before == {"lara1"}, context
+    # metrics_file is writable under the sandbox (node_exporter's textfile directory)
+    metrics = _metrics(vm.read_share("metrics-up.prom"))
+    assert metrics.get("larappp_up") == "1", vm.read_share("metrics-up.prom")
+
+    # the call dropped -> recovery, readable in the unit's status while it happens
+    assert '"ok": true' in (vm.read_share("fault.txt") or ""), vm.read_share("fault.txt")
+    polls = _recovery(vm.read_share("recovery.txt"))
+    recovering = [(t, p) for t, p in polls if p["StatusText"] != "cid 1 up"]
+    assert recovering, f"no status other than up seen while recovering: {polls}"
+    texts = [p["StatusText"] for _, p in recovering]
+    assert any("lost" in t and "NO CARRIER" in t for t in texts), texts
+    assert any("redial" in t for t in texts), texts
+    print("\n".join(dict.fromkeys(texts)))
+    # the unit stayed active the whole time: no restart by systemd
+    assert all((p["ActiveState"], p["SubState"], p["NRestarts"]) == ("active", "running", "0") for _, p in polls), polls
+    recovered = _properties(vm.read_share("recovered.txt"))
+    assert (recovered["StatusText"], recovered["ActiveState"], recovered["NRestarts"]) == ("cid 1 up", "active", "0"), context
+    # the watchdog: no ping while the link was down, pings again once it is back
+    first_seen = recovering[0][0]
+    last_ping_while_down = int(recovering[-1][1]["WatchdogTimestampMonotonic"]) / 1e6
+    assert last_ping_while_down < first_seen + 1.0, (first_seen, last_ping_while_down)
+    pinged = _properties(vm.read_share("pinged.txt"))
+    assert int(pinged["WatchdogTimestampMonotonic"]) / 1e6 > recovering[-1][0], (pinged, recovering[-1])
+    assert pinged["NRestarts"] == "0" and "watchdog" not in journal.lower(), context
+
+    # stop -> clean: inactive with success, no interface, no runtime directory (pid file), metrics down
     stopped = _properties(vm.read_share("stopped.txt"))
-    assert (stopped["ActiveState"], stopped["Result"], stopped["ExecMainStatus"]) == ("inactive", "success", "0"), journal
+    assert (stopped["ActiveState"], stopped["Result"], stopped["ExecMainStatus"]) == ("inactive", "success", "0"), context
+    assert set((vm.read_share("links-after.txt") or "").split()) == before, context
+    assert "No such file" in (vm.read_share("rundir-after.txt") or ""), vm.read_share("rundir-after.txt")
+    assert _metrics(vm.read_share("metrics-down.prom")).get("larappp_up") == "0", vm.read_share("metrics-down.prom")
     assert "Traceback" not in journal
