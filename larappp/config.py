@@ -116,6 +116,9 @@ class SessionConfig:
     lcp_echo_interval: float = ECHO_INTERVAL
     #: unanswered Echo-Requests in a row that end the session (pppd's lcp-echo-failure)
     lcp_echo_failure: int = ECHO_FAILURES
+    #: router mode: masquerade IPv4 leaving this link, translated ports outside modem.embpf
+    #: (app note §4.3, figure 5; larappp.nftrules)
+    nat: bool = False
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -460,6 +463,7 @@ class _Reader:
             **self._redial_policy(w, t),
             lcp_echo_interval=echo_interval,
             lcp_echo_failure=echo_failure,
+            nat=self._get(w, t, "nat", bool, False),
         )
 
     def _redial_policy(self, w: str, t: dict[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from larappp import runtime
 from larappp.errors import LarapppError, NetworkSetupError
+from larappp.lara_r6.ports import PortRange
 from larappp.proto.ipv6 import slaac
 from larappp.transport.dns import DnsWriter
 from larappp.transport.netlink import Netlink
+from larappp.transport.nft import SessionTable
 from larappp.transport.shaping import UplinkShaper
 from larappp.transport.sysctl import Sysctl
 
@@ -58,7 +60,11 @@ class HostInterface:
         metric: int | None = None,
         dns_mode: str = "auto",
         dns_dir: str | Path = "/run/larappp/resolv.conf.d",
+        nat: bool = False,
+        embpf: str | None = None,
     ) -> None:
+        """`nat`: masquerade IPv4 leaving the interface, with translated ports outside the
+        module's `embpf` range (router mode, app note §4.3)."""
         self.ifname = ifname
         self.default_route = default_route
         self.metric = metric
@@ -68,13 +74,19 @@ class HostInterface:
         self.state = InterfaceState(ifname)
         #: the kernel's pacing of this interface's uplink (pace_uplink), removed by close
         self.shaper = UplinkShaper(ifname)
+        #: the session's nftables table (larappp.nftrules), put in by open, removed by close
+        self.table = SessionTable(ifname, nat=nat, embpf=PortRange.parse(embpf) if embpf else None)
         self._dns_v4: list[IPv4Address] = []
         self._dns_v6: list[IPv6Address] = []
         self._opened = False
 
     async def open(self) -> None:
+        """Open netlink and put the session's nftables table in, before any address exists."""
         await self.netlink.open()
         self._opened = True
+        if self.table.wanted:
+            await self.table.install(self._record)
+            log.info("%s: nftables table %s in place", self.ifname, self.table.name)
 
     # -- link --------------------------------------------------------------------------
     async def prepare(self, *, ipv6: bool) -> None:
@@ -222,7 +234,9 @@ class HostInterface:
 
     def _record(self) -> None:
         """Keep the host record current: what a next larappp removes if this one is killed."""
-        runtime.HOST_RECORD.update(self.ifname, {"dns": self.dns.record(), "netlink": self.netlink.ledger.as_dicts()})
+        runtime.HOST_RECORD.update(self.ifname, {
+            "dns": self.dns.record(), "netlink": self.netlink.ledger.as_dicts(), "nft": self.table.record(),
+        })
 
     # -- teardown ------------------------------------------------------------------------------
     async def close(self) -> list[str]:
@@ -240,6 +254,7 @@ class HostInterface:
                 self.netlink.close()
                 self._opened = False
         failures += self.sysctl.undo()
+        failures += await self.table.remove()
         if failures:
             self._record()
         else:

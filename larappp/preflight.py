@@ -13,10 +13,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from larappp import nftrules
 from larappp.config import Config
 from larappp.errors import ConfigError, NetworkSetupError, PortError
 from larappp.lara_r6 import ports
-from larappp.transport import devusers, hostports
+from larappp.transport import devusers, hostports, nft
 from larappp.transport.dns import PINNED_PATH
 
 MODEMMANAGER = "ModemManager"
@@ -136,6 +137,67 @@ def host_ports_before_up(config: Config) -> list[str]:
     return [f"host ports: {first}"] + ([] if ok else [f"host ports: {line}" for line in rest])
 
 
+#: the kernel lists its legacy iptables (x_tables) tables here, "nat" once one was used
+LEGACY_TABLES = Path("/proc/net/ip_tables_names")
+
+
+def _legacy_nat_table() -> bool:
+    try:
+        return "nat" in LEGACY_TABLES.read_text(encoding="ascii").split()
+    except OSError:
+        return False
+
+
+def check_nat(config: Config) -> tuple[bool, str]:
+    """Whether source NAT on a session's link (nftables, iptables-nft, iptables-legacy) can give
+    a flow a source port inside the module's UEMBPF range (app note §4.3, figure 5: router mode)."""
+    wants_nat = [s.name for s in config.sessions if s.nat]
+    if not config.modem.embpf:
+        return True, "modem.embpf is not set: there is no module range for NAT to keep out of"
+    embpf = ports.PortRange.parse(config.modem.embpf)
+    if not nft.installed():
+        if wants_nat:
+            return False, f"{', '.join(wants_nat)} set nat = true but nft is not installed: {nft.INSTALL_HINT}"
+        return True, f"nft is not installed, so NAT rules cannot be read here ({nft.INSTALL_HINT} to check them)"
+    try:
+        ruleset = nft.ruleset()
+    except NetworkSetupError as exc:
+        return not wants_nat, f"{exc}"
+    ok, lines = True, []
+    for session in config.sessions:
+        ifname = session.name
+        foreign = [r for r in nftrules.find_nat_rules(ruleset, ifname) if not r.larappp]
+        hits = [r for r in foreign if r.hits(embpf)]
+        if session.nat:
+            lines.append(f"{ifname}: larappp masquerades IPv4 leaving it (nat = true) into ports outside {embpf}")
+            lines += [f"{ifname}: {r.describe(embpf)}; larappp's NAT binds flows first "
+                      f"(priority {nftrules.NAT_PRIORITY}), so this rule translates none" for r in hits]
+            continue
+        for rule in hits:
+            ok = False
+            if rule.iptables:
+                fix = f"give it --to-ports outside {embpf} (e.g. {_free_example(embpf)}), or set nat = true in this session"
+            else:
+                fix = f"give it `to :{_free_example(embpf)}` (ports outside {embpf}), or set nat = true in this session"
+            lines.append(f"{ifname}: {rule.describe(embpf)}, whose replies the module keeps (app note §4.3): {fix}")
+        if not hits:
+            lines.append(f"{ifname}: no source NAT reaches it with a port of {embpf}")
+    if _legacy_nat_table() and not all(s.nat for s in config.sessions):
+        ok = False
+        lines.append(
+            "iptables-legacy has a nat table here, whose rules nft cannot read: make MASQUERADE/SNAT on "
+            f"{', '.join(s.name for s in config.sessions if not s.nat)} use --to-ports outside {embpf} and "
+            "flush that table, or move the rules to iptables-nft, or set nat = true in the session"
+        )
+    return ok, "\n".join(lines)
+
+
+def _free_example(embpf: ports.PortRange) -> str:
+    """The largest range of unprivileged ports outside `embpf`, as a fix to suggest."""
+    rules = ports.nat_port_plan(embpf)
+    return str(max((r.translated for r in rules if r.translated.first >= 1024), key=lambda r: r.size))
+
+
 def module_ports(config: Config) -> list[str]:
     """The device paths larappp opens: modem.port and each session's own port, once each."""
     ports = [config.modem.port, *(s.port for s in config.sessions if s.port)]
@@ -192,6 +254,8 @@ def run_checks(config: Config, *, fix_ports: bool = False, persist_ports: bool =
     report.add("config", True, f"{config.source}: {len(config.sessions)} session(s), rules of app note §2.1/§4.1.3 hold")
     ok, detail = check_ports(config, fix=fix_ports, persist=persist_ports)
     report.add("host ports vs UEMBPF", ok, detail)
+    ok, detail = check_nat(config)
+    report.add("NAT vs UEMBPF", ok, detail)
     backend, why = ppp_backend_choice()
     wanted = {s.backend for s in config.sessions}
     if "pppd" in wanted and backend != "pppd":
@@ -244,6 +308,8 @@ def check_startable(config: Config, *, run_ppp: bool = True) -> None:
             ok, tun_why = tun_available()
             if not ok:
                 raise NetworkSetupError(tun_why)
+        if session.nat and not nft.installed():
+            raise ConfigError(f"{where} sets nat = true but nft is not installed: {nft.INSTALL_HINT}, or set nat = false")
         tool = {"resolved": "resolvectl", "resolvconf": "resolvconf"}.get(session.dns)
         if tool is not None and shutil.which(tool, path=PINNED_PATH) is None:
             raise ConfigError(f'{where} sets dns = "{session.dns}" but {tool} is not installed: set dns = "auto" or "file"')

@@ -320,7 +320,7 @@ HOST_RECORD = HostRecord()
 
 
 async def undo_leftovers(paths: RuntimePaths) -> list[str]:
-    """Remove what a dead larappp left (DNS, netlink changes, its files); what was removed.
+    """Remove what a dead larappp left (DNS, netlink changes, nftables tables, its files); what was removed.
 
     Call only while holding the lock (or having checked that no daemon holds it)."""
     from larappp.transport.dns import DnsWriter
@@ -338,6 +338,10 @@ async def undo_leftovers(paths: RuntimePaths) -> list[str]:
         entries = changes.get("netlink") or []
         if entries:
             removed.append(await _undo_netlink(ifname, entries))
+        if changes.get("nft"):
+            from larappp.transport.nft import remove_recorded
+
+            removed.append(await remove_recorded(changes["nft"]))
     had_state = paths.state.exists() or paths.pid.exists()
     remove_files(paths)
     if had_state:

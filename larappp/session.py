@@ -37,7 +37,7 @@ ENGINES: dict[str, type[PppEngine]] = {"builtin": BuiltinPppEngine, "pppd": Pppd
 
 def engine_options(
     config: SessionConfig, *, families: tuple[int, ...], mru: int, runtime_dir: str, dns_dir: str,
-    uplink_kbit: int = 0,
+    uplink_kbit: int = 0, embpf: str | None = None,
 ) -> EngineOptions:
     """The session's PPP settings: its config plus what bring-up learned (families, MRU)."""
     return EngineOptions(
@@ -55,6 +55,8 @@ def engine_options(
         echo_interval=config.lcp_echo_interval or None,
         echo_failures=config.lcp_echo_failure,
         uplink_kbit=uplink_kbit,
+        nat=config.nat,
+        embpf=embpf,
     )
 
 

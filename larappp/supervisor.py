@@ -185,6 +185,7 @@ class Supervisor:
             dns_dir=str(runtime.RuntimePaths.of(self.config).dns_dir),
             # one radio for all sessions: each paces to its share (larappp.transport.shaping)
             uplink_kbit=share_of(self.config.modem.uplink_kbit, len(self.config.sessions)),
+            embpf=self.config.modem.embpf,
         )
 
     def _control_port_is_watched(self) -> bool:

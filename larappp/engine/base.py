@@ -55,7 +55,7 @@ class PppEngine(abc.ABC):
         self._note = on_event or (lambda _m: None)
         self.host = HostInterface(
             options.ifname, default_route=options.default_route, metric=options.metric,
-            dns_mode=options.dns_mode, dns_dir=options.dns_dir,
+            dns_mode=options.dns_mode, dns_dir=options.dns_dir, nat=options.nat, embpf=options.embpf,
         )
         self.families_up: set[int] = set()
         self.families_expected: set[int] = set(options.families)

@@ -43,6 +43,10 @@ class EngineOptions:
     runtime_dir: str = "/run/larappp"
     #: this session's share of the radio's uplink in kbit/s, paced on the host (0: not paced)
     uplink_kbit: int = 0
+    #: router mode: masquerade IPv4 leaving the link into ports outside the module's +UEMBPF
+    #: range `embpf` ("6000-6200"; None: any port) (larappp.nftrules)
+    nat: bool = False
+    embpf: str | None = None
     pppd: PppdOptions = PppdOptions()
 
     def secrets(self) -> list[str]:

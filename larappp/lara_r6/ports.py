@@ -18,9 +18,12 @@ from larappp.errors import ValidationError
 
 __all__ = [
     "MAX_PORT",
+    "NAT_MIN_OWN_PORTS",
+    "NAT_PORT_CLASSES",
     "UEMBPF_MIN_FIRST_PORT",
     "UEMBPF_MIN_PORTS",
     "BoundSocket",
+    "NatPortRule",
     "PortCheckReport",
     "PortRange",
     "check_host_ports",
@@ -29,6 +32,7 @@ __all__ = [
     "format_ranges",
     "format_reserved_ports",
     "merge_ranges",
+    "nat_port_plan",
     "parse_reserved_ports",
     "reserved_ports_with",
     "subtract_ranges",
@@ -279,3 +283,50 @@ def check_host_ports(
         )
     )
     return PortCheckReport(embpf=embpf, ephemeral=ephemeral, pickable=pickable, bound=in_range)
+
+
+# -- NAT in router mode -----------------------------------------------------------------------
+
+#: Linux NAT keeps a translated source port in the class of the original one: below 1024
+#: stays below 1024 (net/netfilter/nf_nat_proto.c, nf_nat_l4proto_unique_tuple).
+NAT_PORT_CLASSES = (PortRange(1, 1023), PortRange(1024, MAX_PORT))
+#: A free range narrower than this does not take its own flows: two LAN clients using
+#: the same port towards one server would soon find no free port in it.
+NAT_MIN_OWN_PORTS = 1024
+
+
+@dataclass(frozen=True)
+class NatPortRule:
+    """NAT for flows whose own source port is in `sources`: translate into `translated`."""
+
+    sources: PortRange
+    translated: PortRange
+
+
+def nat_port_plan(embpf: PortRange) -> tuple[NatPortRule, ...]:
+    """Source-port rules for NAT on the link such that no translated port is in `embpf`.
+
+    ip_local_reserved_ports does not bind NAT: a LAN client's port inside the module's range
+    would go out unchanged and its replies reach the module (app note §4.3, figure 5). One
+    NAT statement takes one port range, so the flows are split by their own source port:
+    a free range (a port class minus `embpf`) maps onto itself, and Linux keeps a port
+    that is in the given range and unused, so most flows keep their port; flows from
+    inside `embpf` (or from a free range narrower than NAT_MIN_OWN_PORTS) go to the
+    largest free range of their class. The rules cover every port from 1 to 65535 once.
+    """
+    rules: list[NatPortRule] = []
+    all_free = subtract_ranges(NAT_PORT_CLASSES, [embpf])
+    if not all_free:
+        raise ValidationError(
+            f'UEMBPF range "{embpf}" covers every port, so NAT has none left: narrow it'
+        )
+    for port_class in NAT_PORT_CLASSES:
+        free = subtract_ranges([port_class], [embpf])
+        largest = max(free or all_free, key=lambda r: (r.size, -r.first))
+        for piece in free:
+            own = piece == largest or piece.size >= NAT_MIN_OWN_PORTS
+            rules.append(NatPortRule(piece, piece if own else largest))
+        inside = port_class.intersection(embpf)
+        if inside is not None:
+            rules.append(NatPortRule(inside, largest))
+    return tuple(sorted(rules, key=lambda rule: rule.sources))
