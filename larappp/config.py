@@ -56,6 +56,9 @@ class SimConfig:
     uplink_kbit: int = 0
     latency_ms: float = 0.0
     uplink_buffer: int = 16384
+    #: every simulated port as a serial line at this baud rate, 8N1 (larappp.sim.line;
+    #: 0: no line limit). The built-in simulator's ports are ptys: no CTS flow control there.
+    baud: int = 0
 
 
 @dataclass(frozen=True)
@@ -499,4 +502,5 @@ class _Reader:
             uplink_kbit=self._get(w, t, "uplink_kbit", int, d.uplink_kbit),
             latency_ms=float(self._get(w, t, "latency_ms", (int, float), d.latency_ms)),
             uplink_buffer=self._get(w, t, "uplink_buffer", int, d.uplink_buffer),
+            baud=self._get(w, t, "baud", int, d.baud),
         )

@@ -85,6 +85,7 @@ class Supervisor:
                 "uplink_kbit": sim_cfg.uplink_kbit,
                 "latency_ms": sim_cfg.latency_ms,
                 "uplink_buffer": sim_cfg.uplink_buffer,
+                "baud": sim_cfg.baud,
             }
         )
         pty_dir = Path(self.config.modem.runtime_dir) / "sim"

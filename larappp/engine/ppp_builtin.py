@@ -212,6 +212,8 @@ class BuiltinPppEngine(PppEngine):
                 "host_queue": self._host_queue,
                 "engine_queue_limit": self.uplink.limit,
                 "engine_queued": self._backlog(),
+                # the module holding the port with CTS (RFC 2217 with RTS/CTS: cts_off_s, cts_offs)
+                "port_flow": self.pipe.flow_counters(),
             },
             # every place a packet can be lost on its way, counted
             "drops": {

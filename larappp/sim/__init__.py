@@ -89,7 +89,7 @@ class Simulator:
         self.nvm_path = nvm_path
         self.network = network
         #: the module's one radio, shared by its data calls (rates, latency, uplink buffer)
-        self.radio = Radio(self.scenario.radio)
+        self.radio: Radio = self.module.radio
         if nvm_path is not None and os.path.exists(nvm_path):
             try:
                 with open(nvm_path, encoding="utf-8") as f:

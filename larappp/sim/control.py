@@ -179,6 +179,8 @@ class SimControl:
             # the radio's counters: radio.uplink.dropped are packets the module's uplink
             # buffer could not hold (app note §4)
             "radio": self.simulator.radio.to_json(),
+            # each port's serial line (--baud): bytes carried, time the DTE was held by CTS
+            "lines": [line.to_json(driver.now) for line in driver.lines] if (driver := self.simulator.driver) else [],
         }
 
     # -- requests as data (the control socket) ------------------------------------------

@@ -28,6 +28,7 @@ from larappp.sim.commands import dispatch
 from larappp.sim.commands.base import Failure, failure_text
 from larappp.sim.data import DataSessionFactory, DiscardDataSession
 from larappp.sim.events import ModemLinesChanged, ModuleEvent, PortsReopened
+from larappp.sim.radio import Radio
 from larappp.sim.scenario import Scenario
 from larappp.sim.state import DATA, Call, Nvm, PortState, Ram
 
@@ -51,6 +52,9 @@ class Module:
             raise ValueError("a module has at least one port")
         self.scenario = scenario
         self.session_factory = session_factory
+        #: the one radio its data calls share (the PPP sessions carry packets over it); its
+        #: uplink buffer nearly full turns CTS off on the ports in data mode
+        self.radio = Radio(scenario.radio)
         #: Called whenever output or an event is queued (the asyncio driver flushes then).
         self.on_output = on_output
         self.nvm = Nvm(mno_profile=scenario.mno_profile)
@@ -121,6 +125,7 @@ class Module:
                 if body is not None:
                     self._execute_line(p, body, now)
         self._run_due(now)
+        self._check_flow(now)
 
     def set_dtr(self, port: int, on: bool, now: float) -> None:
         """The DTE's DTR (circuit 108/2) of `port` is now `on`."""
@@ -141,6 +146,7 @@ class Module:
     def handle_timer(self, now: float) -> None:
         """Run everything due at `now` (registration, reboot, URCs, escape, sessions)."""
         self._advance(now)
+        self._check_flow(now)
 
     # == outputs ====================================================================================
     def get_timer(self) -> float | None:
@@ -180,13 +186,15 @@ class Module:
 
     def modem_lines(self, port: int) -> ModemLinesChanged:
         """The DCE's lines of `port` now: CTS/DSR on while the module runs, DCD during a call
-        (&C1) or always (&C0); a `dcd-off` fault holds it off while the call goes on."""
+        (&C1) or always (&C0); a `dcd-off` fault holds it off while the call goes on. CTS is
+        off in data mode while the radio's uplink buffer is nearly full (flow control)."""
         on = self.state in ("on", "shutting-down") and self.unplugged_until is None
         p = self.ports[port]
+        cts = on and not (self.radio.uplink_full and p.call is not None and p.mode == DATA)
         if p.amp_c == 0:
-            return ModemLinesChanged(port, cts=on, dsr=on, dcd=on)
+            return ModemLinesChanged(port, cts=cts, dsr=on, dcd=on)
         carrier = p.call is not None and not p.call.dcd_off
-        return ModemLinesChanged(port, cts=on, dsr=on, dcd=on and carrier)
+        return ModemLinesChanged(port, cts=cts, dsr=on, dcd=on and carrier)
 
     # == inspection =================================================================================
     @property
@@ -278,6 +286,13 @@ class Module:
             self.counters["bytes_lost_silent"] += len(data)
             return
         call.session.on_data(data)
+
+    def _check_flow(self, now: float) -> None:
+        """CTS follows the radio's uplink buffer on the ports carrying a call."""
+        if self.radio.check_flow(now):
+            for p in self.ports:
+                if p.call is not None and p.mode == DATA:
+                    self.emit(self.modem_lines(p.index))
 
     # == internals: output ==========================================================================
     def notify(self) -> None:

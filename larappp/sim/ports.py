@@ -6,7 +6,12 @@ new pty appears at the same symlink path. A pty has no modem lines; the DTE sett
 speed B0 (what pppd does to drop DTR) or closing the port counts as DTR OFF.
 
 RFC 2217 carries the lines both ways: pyserial's PortManager drives a port object whose
-DTR/RTS setters reach the module and whose CTS/DSR/DCD come from it.
+DTR/RTS setters reach the module and whose CTS/DSR/DCD come from it. A client asking for
+hardware flow control (SET-CONTROL) gets what a UART with RTS/CTS does: its bytes hold
+while CTS is off. A pty has no CTS: there the module's flow control changes nothing.
+
+Both stop reading while the port's serial line (larappp.sim.line) has no room, so what
+the DTE writes faster than the line carries waits in the DTE's pty or socket buffers.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class PtyPortServer:
         self._poll: asyncio.TimerHandle | None = None
         self._transition: asyncio.Task[None] | None = None
         self._stopped = False
+        #: not reading while the port's line has no room (the DTE's bytes wait in the pty)
+        self._input_paused = False
 
     @property
     def path(self) -> str:
@@ -111,6 +118,11 @@ class PtyPortServer:
 
     def ports_closed(self, reopen_at: float | None) -> None:
         self._transition = self._loop.create_task(self._close_gracefully())
+
+    def resume_input(self) -> None:
+        if self._input_paused and self._master is not None and self._present:
+            self._input_paused = False
+            self._loop.add_reader(self._master, self._on_readable)
 
     def ports_reopened(self) -> None:
         previous = self._transition
@@ -164,14 +176,19 @@ class PtyPortServer:
             self._schedule_poll()
 
     def _on_readable(self) -> None:
-        self._try_read()
+        room = self.driver.room(self.port)
+        if not room and self._master is not None:
+            self._input_paused = True
+            self._loop.remove_reader(self._master)
+            return
+        self._try_read(room)
 
-    def _try_read(self) -> None:
+    def _try_read(self, size: int = 65536) -> None:
         master = self._master
         if master is None:
             return
         try:
-            data = os.read(master, 65536)
+            data = os.read(master, min(size, 65536))
         except BlockingIOError:
             if not self._present:
                 self._dte_here()
@@ -188,6 +205,7 @@ class PtyPortServer:
 
     def _dte_here(self) -> None:
         self._present = True
+        self._input_paused = False
         if self._master is not None:
             self._loop.add_reader(self._master, self._on_readable)
             try:
@@ -290,10 +308,20 @@ class _SimSerialPort:
         self.parity = "N"
         self.stopbits = 1
         self.xonxoff = False
-        self.rtscts = False
         self.break_condition = False
         self._dtr = False
         self._rts = False
+        self._rtscts = False
+
+    @property
+    def rtscts(self) -> bool:
+        return self._rtscts
+
+    @rtscts.setter
+    def rtscts(self, on: bool) -> None:
+        """The client asked for hardware flow control (or none): its bytes hold while CTS is off."""
+        self._rtscts = bool(on)
+        self._server.driver.set_rtscts(self._server.port, self._connection, self._rtscts)
 
     @property
     def dtr(self) -> bool:
@@ -345,6 +373,8 @@ class _Rfc2217Connection(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.manager: rfc2217.PortManager | None = None
+        #: not reading while the port's line has no room (the DTE's bytes wait in TCP)
+        self.input_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -374,13 +404,23 @@ class _Rfc2217Connection(asyncio.Protocol):
         else:
             payload = b"".join(manager.filter(data))
         if payload and self.server.connection is self:
-            self.server.driver.receive(self.server.port, payload)
+            driver = self.server.driver
+            driver.receive(self.server.port, payload)
+            if not driver.room(self.server.port) and self.transport is not None:
+                self.input_paused = True
+                self.transport.pause_reading()
+
+    def resume_input(self) -> None:
+        if self.input_paused and self.transport is not None and not self.transport.is_closing():
+            self.input_paused = False
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.server.connection is self:
             self.server.connection = None
-            # The DTE went away: its DTR is off.
+            # The DTE went away: its DTR is off, and its flow control with it.
             self.server.driver.set_dtr(self.server.port, self, False)
+            self.server.driver.set_rtscts(self.server.port, self, False)
         self.manager = None
         self.transport = None
 
@@ -434,6 +474,7 @@ class Rfc2217PortServer:
             connection, self.connection = self.connection, None
             connection.close()
             self.driver.set_dtr(self.port, connection, False)
+            self.driver.set_rtscts(self.port, connection, False)
 
     async def stop(self) -> None:
         self._stopped = True
@@ -453,6 +494,10 @@ class Rfc2217PortServer:
         connection = self.connection
         if connection is not None and connection.manager is not None:
             connection.manager.check_modem_lines()
+
+    def resume_input(self) -> None:
+        if self.connection is not None:
+            self.connection.resume_input()
 
     def ports_closed(self, reopen_at: float | None) -> None:
         # The client's connection closes after what is queued for it (the OK of CFUN=16).

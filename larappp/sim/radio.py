@@ -5,6 +5,11 @@ App note §4: the module drops what the radio cannot send, even with hardware fl
 control. Here a packet that arrives while the uplink buffer is too full to hold it is
 dropped and counted, which is where a host that does not pace its uplink loses data.
 
+With `flow_control`, the module also says so on its UARTs: CTS goes off while the uplink
+buffer is nearly full (CTS_OFF_FILL) and on again once it drained (CTS_ON_FILL), which
+stops a DTE honouring RTS/CTS before the buffer overflows (§4 warns that a real module
+may drop even so: the simulator's knob `cts_flow` turns this off).
+
 Sans-IO: time is an input (`offer(..., now)`, `due(now)`, `get_timer()`). A rate of 0
 means no limit; with no limit and no latency a packet is due at once.
 """
@@ -22,6 +27,11 @@ CAT1_UPLINK_KBIT = 5200
 DEFAULT_UPLINK_BUFFER = 16 * 1024
 #: the network's downlink queue for one UE (the eNodeB buffers more than the module)
 DEFAULT_DOWNLINK_BUFFER = 128 * 1024
+
+#: CTS goes off when the uplink buffer is this full, on again when it drained to CTS_ON_FILL;
+#: the quarter above the mark holds what is on its way when CTS drops (a frame or two)
+CTS_OFF_FILL = 0.75
+CTS_ON_FILL = 0.5
 
 Delivery = Callable[[], None]
 
@@ -64,6 +74,12 @@ class Bottleneck:
         if not self.bytes_per_second:
             return 0
         return int(max(0.0, self._free_at - now) * self.bytes_per_second)
+
+    def drained_to(self, level: int) -> float:
+        """When the backlog will have fallen to `level` bytes, if nothing more comes."""
+        if not self.bytes_per_second:
+            return 0.0
+        return self._free_at - level / self.bytes_per_second
 
     def offer(self, size: int, deliver: Delivery, now: float) -> bool:
         """A packet of `size` bytes to carry; `deliver` runs once it is due (see `due`).
@@ -108,6 +124,8 @@ class RadioSettings:
     latency: float = 0.0
     uplink_buffer: int = DEFAULT_UPLINK_BUFFER
     downlink_buffer: int = DEFAULT_DOWNLINK_BUFFER
+    #: CTS off while the uplink buffer is nearly full (see the module docstring)
+    flow_control: bool = True
 
 
 class Radio:
@@ -117,9 +135,25 @@ class Radio:
         self.settings = settings
         self.uplink = Bottleneck(settings.uplink_kbit, settings.uplink_buffer, settings.latency)
         self.downlink = Bottleneck(settings.downlink_kbit, settings.downlink_buffer, settings.latency)
+        #: the uplink buffer is nearly full: the module's UARTs have CTS off (`check_flow`)
+        self.uplink_full = False
+        self.cts_off_at = int(settings.uplink_buffer * CTS_OFF_FILL)
+        self.cts_on_at = int(settings.uplink_buffer * CTS_ON_FILL)
+
+    def check_flow(self, now: float) -> bool:
+        """Update `uplink_full` from the uplink's backlog at `now`; True when it changed."""
+        if not self.settings.flow_control:
+            return False
+        backlog = self.uplink.backlog(now)
+        full = backlog >= self.cts_off_at if not self.uplink_full else backlog > self.cts_on_at
+        changed, self.uplink_full = full != self.uplink_full, full
+        return changed
 
     def get_timer(self) -> float | None:
+        """The next delivery, or while the uplink is full the moment it has drained enough."""
         deadlines = [t for t in (self.uplink.get_timer(), self.downlink.get_timer()) if t is not None]
+        if self.uplink_full:
+            deadlines.append(self.uplink.drained_to(self.cts_on_at))
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
@@ -132,5 +166,6 @@ class Radio:
         return {
             "uplink_kbit": s.uplink_kbit, "downlink_kbit": s.downlink_kbit, "latency": s.latency,
             "uplink_buffer": s.uplink_buffer, "downlink_buffer": s.downlink_buffer,
+            "flow_control": s.flow_control, "uplink_full": self.uplink_full,
             "uplink": self.uplink.counters.to_json(), "downlink": self.downlink.counters.to_json(),
         }

@@ -1,4 +1,5 @@
-"""Runs the sans-IO simulated module on an asyncio loop: clock, timer, fan-out to port servers."""
+"""Runs the sans-IO simulated module on an asyncio loop: clock, timer, fan-out to port servers,
+and each port's serial line (larappp.sim.line) between the servers and the module."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from larappp.sim.events import (
     PortsClosed,
     PortsReopened,
 )
+from larappp.sim.line import SerialLine
 from larappp.sim.module import Module
 
 #: asyncio may run a timer a little early; the module's strict deadlines need "after".
@@ -34,6 +36,9 @@ class PortSink(Protocol):
     def ports_reopened(self) -> None:
         """The module is back after a reboot."""
 
+    def resume_input(self) -> None:
+        """The port's line has room again (`ModuleDriver.room`): read the DTE's bytes."""
+
 
 class ModuleDriver:
     """Feeds a Module with loop time and port bytes, and hands its output to the port servers."""
@@ -49,6 +54,13 @@ class ModuleDriver:
         self._flush_soon: asyncio.Handle | None = None
         self._busy = False
         self._closed = False
+        #: each port's serial line (baud 0: none, bytes pass at once)
+        self.lines = [SerialLine(module.scenario.baud) for _ in module.ports]
+        #: the servers of a port that asked for hardware flow control (RFC 2217 SET-CONTROL):
+        #: the DTE's transmitter then holds while the module's CTS is off
+        self._rtscts: dict[int, set[int]] = {i: set() for i in range(len(module.ports))}
+        #: ports whose servers stopped reading because the line had no room
+        self._full: set[int] = set()
         module.on_output = self._wake
 
     @property
@@ -82,12 +94,40 @@ class ModuleDriver:
     def receive(self, port: int, data: bytes) -> None:
         if self._closed:
             return
+        line = self.lines[port].from_dte
+        if line.bytes_per_second or line.held or line.queued:
+            line.push(data, self.now)  # the line hands it on (`_flush`)
+        else:
+            self._feed(port, data)
+        self._flush()
+
+    def room(self, port: int) -> int:
+        """Bytes the port's line takes before its servers should stop reading (0: none now;
+        `resume_input` tells them when there is room again)."""
+        room = self.lines[port].from_dte.room()
+        if not room:
+            self._full.add(port)
+        return room
+
+    def set_rtscts(self, port: int, source: object, on: bool) -> None:
+        """Hardware flow control as one server's DTE asked for it (RFC 2217 SET-CONTROL)."""
+        if on:
+            self._rtscts[port].add(id(source))
+        else:
+            self._rtscts[port].discard(id(source))
+        self._apply_cts(port)
+        self._flush()
+
+    def _apply_cts(self, port: int) -> None:
+        held = bool(self._rtscts[port]) and not self.module.modem_lines(port).cts
+        self.lines[port].from_dte.hold(held, self.now)
+
+    def _feed(self, port: int, data: bytes) -> None:
         self._busy = True
         try:
             self.module.receive_data(port, data, self.now)
         finally:
             self._busy = False
-        self._flush()
 
     def set_dtr(self, port: int, source: object, on: bool) -> None:
         """DTR as one server sees it; the module sees it ON while any server has it ON."""
@@ -136,17 +176,30 @@ class ModuleDriver:
             self._flush_soon = None
         if self._closed:
             return
-        module = self.module
+        module, now = self.module, self.now
+        for port, line in enumerate(self.lines):
+            arrived = line.from_dte.pull(now)
+            if arrived:
+                self._feed(port, arrived)
         for port, sinks in self._sinks.items():
             data = module.data_to_send(port)
+            to_dte = self.lines[port].to_dte
+            if to_dte.bytes_per_second:
+                if data:
+                    to_dte.push(data, now)
+                data = to_dte.pull(now)
             if data:
                 for sink in list(sinks):
                     sink.write(data)
         while (event := module.next_event()) is not None:
             if isinstance(event, ModemLinesChanged):
+                self._apply_cts(event.port)
                 for sink in list(self._sinks[event.port]):
                     sink.lines_changed(event)
             elif isinstance(event, PortsClosed):
+                for line in self.lines:
+                    line.from_dte.clear()
+                    line.to_dte.clear()
                 self._log(f"module: ports closed ({event.reason})")
                 for sinks in self._sinks.values():
                     for sink in list(sinks):
@@ -160,10 +213,15 @@ class ModuleDriver:
                 self._log(f"port {event.port}: CONNECT on cid {event.cid}")
             elif isinstance(event, CallEnded):
                 self._log(f"port {event.port}: call on cid {event.cid} ended ({event.reason})")
+        for port in [p for p in self._full if self.lines[p].from_dte.room()]:
+            self._full.discard(port)
+            for sink in list(self._sinks[port]):
+                sink.resume_input()
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        due = self.module.get_timer()
+        due = min((t for t in (self.module.get_timer(), *(line.get_timer() for line in self.lines))
+                   if t is not None), default=None)
         if due == self._timer_at:
             return
         if self._timer is not None:

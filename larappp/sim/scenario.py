@@ -96,6 +96,13 @@ class Scenario:
     uplink_kbit: int = 0
     latency_ms: float = 0.0
     uplink_buffer: int = DEFAULT_UPLINK_BUFFER
+    #: CTS goes off on a port in data mode while the uplink buffer is nearly full (a DTE
+    #: with RTS/CTS then holds its bytes; RFC 2217 carries CTS, a pty has none). App note
+    #: §4 warns a real module may drop even with flow control: off shows that case.
+    cts_flow: bool = True
+    #: The serial line of every port (larappp.sim.line): bytes go each way at baud/10 per
+    #: second (8N1), as over a UART; 0: no line limit (a USB port, the default).
+    baud: int = 0
 
     def __post_init__(self) -> None:
         if self.operator not in OPERATORS:
@@ -111,6 +118,8 @@ class Scenario:
         for name in ("downlink_kbit", "uplink_kbit", "latency_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"simulator {name} is negative: give 0 (no limit) or more")
+        if self.baud < 0:
+            raise ConfigError("simulator baud is negative: give the line's rate (e.g. 115200) or 0 for no limit")
         if self.uplink_buffer < 1500:
             raise ConfigError("simulator uplink_buffer must hold one packet: give at least 1500 bytes")
         for name in ("urc_noise", "garbage"):
@@ -128,7 +137,8 @@ class Scenario:
     @property
     def radio(self) -> RadioSettings:
         return RadioSettings(uplink_kbit=self.uplink_kbit, downlink_kbit=self.downlink_kbit,
-                             latency=self.latency_ms / 1000, uplink_buffer=self.uplink_buffer)
+                             latency=self.latency_ms / 1000, uplink_buffer=self.uplink_buffer,
+                             flow_control=self.cts_flow)
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -195,6 +205,12 @@ class Scenario:
         parser.add_argument("--uplink-buffer", type=int, metavar="BYTES",
                             help=f"the module's uplink buffer (default {DEFAULT_UPLINK_BUFFER}); "
                                  "what overflows it is dropped and counted")
+        parser.add_argument("--baud", type=int, metavar="N",
+                            help="every port is a serial line at N baud, 8N1: N/10 bytes per second each way "
+                                 "(default 0: no line limit, as USB)")
+        parser.add_argument("--cts-flow", choices=("on", "off"),
+                            help="on (default): CTS off while the uplink buffer is nearly full (RFC 2217 carries "
+                                 "it; a pty has no CTS); off: never, as app note §4 warns")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Scenario:
@@ -216,6 +232,8 @@ class Scenario:
             "seed": args.seed,
             "latency_ms": args.latency_ms,
             "uplink_buffer": args.uplink_buffer,
+            "baud": args.baud,
+            "cts_flow": None if args.cts_flow is None else args.cts_flow == "on",
         }
         cat1 = args.radio == "cat1"
         for key, given, preset in (("downlink_kbit", args.downlink_kbit, CAT1_DOWNLINK_KBIT),

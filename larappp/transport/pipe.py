@@ -114,6 +114,11 @@ class Pipe(abc.ABC):
     def modem_lines(self) -> ModemLines:
         return ModemLines()
 
+    def flow_counters(self) -> dict[str, float | int]:
+        """How the module's flow control held this pipe's writes, where the pipe can tell
+        (RFC 2217 with RTS/CTS: seconds and times CTS was off); empty otherwise."""
+        return {}
+
     async def hangup(self, hold_s: float = 1.0) -> None:
         """Drop DTR for `hold_s` seconds, then raise it again (ends a data call, app note §4.2).
 

@@ -5,6 +5,12 @@ it and hands data and modem line changes to the event loop with
 `call_soon_threadsafe`; writes and DTR/RTS changes run, in order, on one executor
 thread because pyserial waits for the server to acknowledge each line change. Correct
 rather than fast: pyserial queues received data byte by byte (about 0.5 MB/s, FACTS).
+
+With RTS/CTS (`rtscts=True`, which also asks the server for hardware flow control), writes
+hold while the server reports CTS off (NOTIFY-MODEMSTATE): a write goes out in slices of
+CTS_SLICE, each once CTS is on. pyserial's own write ignores CTS. The wait reaches the
+pipe's writer, so what cannot leave stays in the engine's bounded uplink queue rather
+than in a buffer here.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: How long the reader thread blocks in pyserial before checking for close or line changes.
 POLL_S = 0.05
+#: With RTS/CTS a write goes out in slices of this many bytes, each once CTS is on: what
+#: may still leave after CTS went off (besides what the reader has not seen yet, < POLL_S)
+CTS_SLICE = 4096
 # RFC 2217 §"NOTIFY-MODEMSTATE" bit masks, as pyserial names them.
 _CTS = serial.rfc2217.MODEMSTATE_MASK_CTS
 _DSR = serial.rfc2217.MODEMSTATE_MASK_DSR
@@ -76,6 +86,14 @@ class Rfc2217Pipe(Pipe):
         self._lost: str | None = None
         self._lines = ModemLines()
         self._pending_control: list[concurrent.futures.Future[None]] = []
+        #: set while writes may go (CTS on, or not honoured); cleared while CTS is off
+        self._cts_clear = asyncio.Event()
+        self._cts_clear.set()
+        self._cts_off_since = 0.0
+        #: seconds CTS was off (RTS/CTS only) and how many times it went off, for status
+        self.cts_off_s = 0.0
+        self.cts_offs = 0
+        self._write_lock = asyncio.Lock()
 
     @property
     def is_open(self) -> bool:
@@ -116,6 +134,7 @@ class Rfc2217Pipe(Pipe):
         self._lost = None
         self._lines = ModemLines()
         self._pending_control = []
+        self._cts_clear.set()
         self._reader = threading.Thread(
             target=self._read_loop,
             args=(ser, loop, self._stopping),
@@ -148,6 +167,7 @@ class Rfc2217Pipe(Pipe):
         self._stopping.set()
         self._buffer.clear()
         self._wake_reader()
+        self._follow_cts(None)  # a write waiting for CTS wakes and finds the pipe closed
         reader, executor = self._reader, self._executor
         self._reader = self._executor = None
 
@@ -201,7 +221,26 @@ class Rfc2217Pipe(Pipe):
     def _on_lines(self, stopping: threading.Event, lines: ModemLines) -> None:
         if not stopping.is_set() and lines != self._lines:
             self._lines = lines
+            self._follow_cts(lines.cts)
             self._notify_modem_lines(lines)
+
+    def _follow_cts(self, cts: bool | None) -> None:
+        """Hold writes while CTS is off (RTS/CTS only); None (unknown, closed) lets them go."""
+        off = self.rtscts and cts is False
+        if off and self._cts_clear.is_set():
+            self._cts_clear.clear()
+            self._cts_off_since = time.monotonic()
+            self.cts_offs += 1
+        elif not off and not self._cts_clear.is_set():
+            self.cts_off_s += time.monotonic() - self._cts_off_since
+            self._cts_clear.set()
+
+    def flow_counters(self) -> dict[str, float | int]:
+        """How long (s) and how often the module held the uplink with CTS (RTS/CTS only)."""
+        if not self.rtscts:
+            return {}
+        now_off = 0.0 if self._cts_clear.is_set() else time.monotonic() - self._cts_off_since
+        return {"cts_off_s": round(self.cts_off_s + now_off, 3), "cts_offs": self.cts_offs}
 
     def _on_lost(self, stopping: threading.Event, reason: str) -> None:
         if not stopping.is_set():
@@ -211,6 +250,7 @@ class Rfc2217Pipe(Pipe):
         if self._lost is None:
             self._lost = reason
         self._wake_reader()
+        self._follow_cts(None)
 
     def _wake_reader(self) -> None:
         waiter = self._read_waiter
@@ -245,10 +285,20 @@ class Rfc2217Pipe(Pipe):
         return data
 
     async def write(self, data: bytes) -> None:
-        """Send all of `data` (after any pending DTR/RTS change); PortClosed if disconnected."""
+        """Send all of `data` (after any pending DTR/RTS change; with RTS/CTS, while CTS is on);
+        PortClosed if disconnected."""
+        if not self.rtscts:
+            await self._send(bytes(data))
+            return
+        async with self._write_lock:
+            for start in range(0, len(data), CTS_SLICE):
+                await self._cts_clear.wait()
+                await self._send(bytes(data[start:start + CTS_SLICE]))
+
+    async def _send(self, data: bytes) -> None:
         ser, executor = self._require_open()
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, ser.write, bytes(data))
+            await asyncio.get_running_loop().run_in_executor(executor, ser.write, data)
         except (serial.SerialException, OSError, AttributeError, TypeError) as exc:
             # pyserial raises AttributeError/TypeError when the socket was torn down under it
             self._lose(str(exc) or type(exc).__name__)

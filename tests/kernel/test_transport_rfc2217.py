@@ -322,3 +322,56 @@ def test_malformed_urls_are_config_errors(url: str) -> None:
 def test_url_parsing() -> None:
     assert parse_rfc2217_url("rfc2217://192.0.2.1:3333") == ("192.0.2.1", 3333)
     assert parse_rfc2217_url("rfc2217://[::1]:7000?timeout=1") == ("::1", 7000)
+
+
+@pytest.mark.parametrize("rtscts", [True, False])
+def test_writes_hold_while_cts_is_off_with_rtscts(server: Rfc2217Server, rtscts: bool) -> None:
+    """With RTS/CTS the pipe writes nothing while the server reports CTS off and resumes
+    when it is on again; without, CTS is only reported."""
+    payload = os.urandom(20000)
+
+    async def scenario() -> dict[str, float | int]:
+        pipe = Rfc2217Pipe(server.url, rtscts=rtscts)
+        await pipe.open()
+        try:
+            assert server.port_object.rtscts is rtscts  # asked of the server (SET-CONTROL)
+            await lines_matching(pipe, lambda lines: lines.cts is True)
+            server.set_lines(cts=False)
+            await lines_matching(pipe, lambda lines: lines.cts is False)
+            writing = asyncio.ensure_future(pipe.write(payload))
+            await asyncio.sleep(0.5)
+            if not rtscts:
+                await asyncio.wait_for(writing, 5)
+                assert bytes(server.received) == payload
+                return pipe.flow_counters()
+            assert not writing.done() and bytes(server.received) == b""
+            assert pipe.flow_counters()["cts_offs"] == 1
+            server.set_lines(cts=True)
+            await asyncio.wait_for(writing, 5)
+            assert await asyncio.to_thread(server.wait_until, lambda: len(server.received) >= len(payload))
+            assert bytes(server.received) == payload
+            return pipe.flow_counters()
+        finally:
+            await pipe.close()
+
+    counters = run_bounded(scenario)
+    if rtscts:
+        assert counters["cts_offs"] == 1 and 0.5 <= counters["cts_off_s"] < 5, counters
+    else:
+        assert counters == {}
+
+
+def test_close_wakes_a_write_waiting_for_cts(server: Rfc2217Server) -> None:
+    async def scenario() -> None:
+        pipe = Rfc2217Pipe(server.url, rtscts=True)
+        await pipe.open()
+        await lines_matching(pipe, lambda lines: lines.cts is True)
+        server.set_lines(cts=False)
+        await lines_matching(pipe, lambda lines: lines.cts is False)
+        writing = asyncio.ensure_future(pipe.write(b"held"))
+        await asyncio.sleep(0.1)
+        await pipe.close()
+        with pytest.raises(PortClosed):
+            await asyncio.wait_for(writing, 5)
+
+    run_bounded(scenario)
