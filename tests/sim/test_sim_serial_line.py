@@ -161,3 +161,43 @@ def test_cts_stops_a_dte_with_rtscts_before_the_module_buffer_overflows(rtscts: 
         assert radio["dropped"] > 10, radio  # §4: the module drops what the radio cannot send
         assert flow == {}
         assert line["from_dte"]["holds"] == 0  # type: ignore[index]
+
+
+def test_a_pty_port_is_read_at_the_line_rate_and_has_no_cts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Over a pty the line rate holds too (the simulator reads no faster than the line
+    carries: the rest waits in the pty); CTS never reaches a pty, so nothing holds."""
+    from larappp.transport.serial import SerialPipe
+
+    baud = 115200
+    payload = os.urandom(11520)  # 1 s of line time
+
+    async def scenario() -> tuple[float, int]:
+        sim = Simulator(replace_scenario(baud=baud), ports=1, pty_dir=str(tmp_path / "sim"), control_path=None)
+        await sim.start()
+        pipe = SerialPipe(sim.pty_paths[0])
+        try:
+            await pipe.open()
+            while not sim.module.registered:
+                await asyncio.sleep(0.02)
+            await pipe.write(b"AT+CGDCONT=2,\"IPV4V6\",\"apn2\"\r")
+            data = b""
+            while b"OK\r\n" not in data:
+                data += await pipe.read()
+            await pipe.write(b"ATD*99***2#\r")
+            while b"CONNECT\r\n" not in data:
+                data += await pipe.read()
+            session = sim.module.ports[0].call.session  # type: ignore[union-attr]
+            started = time.monotonic()
+            await pipe.write(payload)
+            while session.bytes_received < len(payload):  # type: ignore[attr-defined]
+                await asyncio.sleep(0.01)
+            assert sim.driver is not None
+            return time.monotonic() - started, sim.driver.lines[0].from_dte.counters.holds
+        finally:
+            await pipe.close()
+            await sim.stop()
+
+    elapsed, holds = run_bounded(scenario)
+    print(f"{len(payload)} bytes through a pty at {baud} baud: {elapsed:.2f} s")
+    assert 0.95 < elapsed < 1.3
+    assert holds == 0
