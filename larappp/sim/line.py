@@ -86,13 +86,18 @@ class LineDirection:
         self._queue += data
         return True
 
-    def pull(self, now: float) -> bytes:
-        """The bytes that arrived at the other end by `now` (taken out)."""
+    def pull(self, now: float, max_bytes: int | None = None) -> bytes:
+        """The bytes that arrived at the other end by `now` (taken out; at most `max_bytes`,
+        the rest stays for the next pull)."""
         self._advance(now)
         if not self._arrived:
             return b""
-        data = bytes(self._arrived)
-        self._arrived.clear()
+        if max_bytes is None or max_bytes >= len(self._arrived):
+            data = bytes(self._arrived)
+            self._arrived.clear()
+        else:
+            data = bytes(self._arrived[:max_bytes])
+            del self._arrived[:max_bytes]
         self.counters.bytes += len(data)
         return data
 
@@ -114,11 +119,12 @@ class LineDirection:
         return self.counters.held_s + (max(0.0, now - self._held_since) if self.held else 0.0)
 
     def get_timer(self) -> float | None:
-        """When the next slice of bytes has arrived (or now, when some wait to be pulled)."""
-        if self._arrived or (self._queue and not self.held and not self.bytes_per_second):
-            return 0.0
-        if not self._queue or self.held:
+        """When the next slice of bytes has arrived (or now, when some wait to be pulled);
+        None while held: what arrived waits for the release too (see ModuleDriver)."""
+        if self.held or (not self._queue and not self._arrived):
             return None
+        if self._arrived or not self.bytes_per_second:
+            return 0.0
         return self._start + min(len(self._queue), self._slice) / self.bytes_per_second
 
     def clear(self) -> None:

@@ -19,6 +19,10 @@ from larappp.sim.module import Module
 
 #: asyncio may run a timer a little early; the module's strict deadlines need "after".
 TIMER_SLACK = 0.001
+#: a line's bytes reach the module at most this many at a time, CTS checked in between:
+#: after the simulator was late (a loaded machine), what arrived meanwhile does not all
+#: land at once past the moment the module would have turned CTS off
+FEED_SLICE = 256
 
 
 class PortSink(Protocol):
@@ -178,9 +182,9 @@ class ModuleDriver:
             return
         module, now = self.module, self.now
         for port, line in enumerate(self.lines):
-            arrived = line.from_dte.pull(now)
-            if arrived:
+            while not line.from_dte.held and (arrived := line.from_dte.pull(now, FEED_SLICE)):
                 self._feed(port, arrived)
+                self._apply_cts(port)
         for port, sinks in self._sinks.items():
             data = module.data_to_send(port)
             to_dte = self.lines[port].to_dte

@@ -75,6 +75,17 @@ def test_cts_holds_the_transmitter_and_counts_the_time() -> None:
     assert (line.counters.holds, line.counters.held_s) == (1, pytest.approx(2.8))
 
 
+def test_a_pull_takes_at_most_what_is_asked_the_rest_stays() -> None:
+    line = LineDirection(10000)
+    line.push(b"abcdef" * 100, now=0.0)
+    assert line.pull(1.0, max_bytes=256) == (b"abcdef" * 100)[:256]
+    assert line.get_timer() == 0.0  # the rest arrived already: due now
+    assert len(line.pull(1.0)) == 344 and line.counters.bytes == 600
+    line.push(b"x" * 100, now=2.0)
+    line.hold(True, now=2.05)
+    assert line.get_timer() is None  # held: even what arrived waits for the release
+
+
 def test_no_line_passes_at_once_but_still_holds() -> None:
     line = LineDirection(0)
     line.push(b"abc", now=0.0)

@@ -137,7 +137,13 @@ def test_cts_stops_a_dte_with_rtscts_before_the_module_buffer_overflows(rtscts: 
         try:
             await pipe.open()
             await dial(sim, pipe)
-            await pipe.write(payload)
+            writing = asyncio.ensure_future(pipe.write(payload))
+            for _ in range(3):
+                await asyncio.sleep(0.3)
+                # The simulator is late (a loaded machine): what the line carried meanwhile
+                # must not all land in the module past the moment CTS would have gone off.
+                time.sleep(0.15)  # noqa: ASYNC251 - blocking the loop is the point
+            await writing
             deadline = time.monotonic() + 10
             radio = sim.module.radio.uplink.counters
             while radio.bytes + radio.dropped_bytes < len(payload) and time.monotonic() < deadline:
