@@ -32,6 +32,7 @@ from larappp.proto.ipv6 import slaac
 from larappp.proto.ppp import events as ev
 from larappp.proto.ppp.config import LinkConfig
 from larappp.proto.ppp.link import PppLink
+from larappp.transport.shaping import BURST_TIME
 from larappp.transport.tun import Tun
 
 log = logging.getLogger(__name__)
@@ -50,18 +51,21 @@ _LARGEST_FRAME = 2 * 1500 + 16
 class UplinkQueue:
     """The engine's uplink bound: at most `limit` octets of IP frames queued for the port
     (plus one batch read from the TUN), taken `chunk` octets per write (what a control
-    frame may wait behind)."""
+    frame may wait behind); paced, at most `burst` octets back to back above the rate."""
 
     limit: int
     chunk: int
+    burst: int
 
     @classmethod
     def for_rate(cls, kbit: int) -> UplinkQueue:
         """QUEUE_TIME at `kbit` kbit/s (0: not paced, UNPACED_QUEUE_OCTETS); never less
-        than two frames, written a quarter at a time."""
+        than two frames, written a quarter at a time; the burst as the host's tbf allows
+        (BURST_TIME at the rate, at least one frame), far below a module's small buffer."""
         limit = int(kbit * 1000 / 8 * QUEUE_TIME) if kbit > 0 else UNPACED_QUEUE_OCTETS
         limit = max(2 * _LARGEST_FRAME, limit)
-        return cls(limit, max(_LARGEST_FRAME, limit // 4))
+        chunk = max(_LARGEST_FRAME, limit // 4)
+        return cls(limit, chunk, min(chunk, max(_LARGEST_FRAME, int(kbit * 1000 / 8 * BURST_TIME))))
 
 
 class BuiltinPppEngine(PppEngine):
@@ -95,7 +99,7 @@ class BuiltinPppEngine(PppEngine):
         self._writing = 0
         #: the writer's own token bucket at the paced rate (octets it may write now): after
         #: the engine was starved of CPU, what piled up leaves at the rate, not in one burst
-        self._tokens = float(self.uplink.chunk)
+        self._tokens = float(self.uplink.burst)
         self._tokens_at = self._clock()
         #: while the TUN is not read because the queue is full: the MAX_WAIT timer
         self._stalled: asyncio.TimerHandle | None = None
@@ -285,7 +289,7 @@ class BuiltinPppEngine(PppEngine):
             await self._kick.wait()
             self._kick.clear()
             # Control frames queued during a write go first in the next one (PppLink).
-            while data := self.link.data_to_send(self.uplink.chunk):
+            while data := self.link.data_to_send(self._write_budget()):
                 self._writing = len(data)
                 await self._wait_for_tokens(len(data))
                 try:
@@ -298,19 +302,30 @@ class BuiltinPppEngine(PppEngine):
                 if self._backlog() < self.uplink.limit:
                     self._resume_tun()
 
+    def _write_budget(self) -> int:
+        """Octets of IP frames the next write may take: a chunk, and paced no more than the
+        tokens allow (at least one frame): after the engine was starved of CPU what piled
+        up leaves at the rate, `burst` at a time, not a whole chunk into the module's buffer."""
+        if self.options.uplink_kbit <= 0:
+            return self.uplink.chunk
+        self._refill_tokens()
+        return max(1, min(self.uplink.chunk, int(self._tokens)))
+
+    def _refill_tokens(self) -> None:
+        now = self._clock()
+        rate = self.options.uplink_kbit * 1000 / 8
+        self._tokens = min(float(self.uplink.burst), self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+
     async def _wait_for_tokens(self, size: int) -> None:
         """Hold a write until the paced rate allows it (no wait when not paced)."""
         rate = self.options.uplink_kbit * 1000 / 8
         if not rate:
             return
-        now = self._clock()
-        self._tokens = min(float(self.uplink.chunk), self._tokens + (now - self._tokens_at) * rate)
-        self._tokens_at = now
+        self._refill_tokens()
         if self._tokens < size:
             await asyncio.sleep((size - self._tokens) / rate)
-            now = self._clock()
-            self._tokens = min(float(self.uplink.chunk), self._tokens + (now - self._tokens_at) * rate)
-            self._tokens_at = now
+            self._refill_tokens()
         self._tokens -= size
 
     async def _queue_watch(self) -> None:
