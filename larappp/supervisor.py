@@ -364,6 +364,8 @@ class Supervisor:
             "sessions": [s.state.to_json() for s in self.sessions],
             # the built-in simulator's radio: radio.uplink.dropped is what the module dropped (§4)
             **({"radio": self.simulator.radio.to_json()} if self.simulator is not None else {}),
+            # ...and its ports' serial lines ([sim] baud): bytes each way, time held by CTS
+            **({"sim_lines": self.simulator.control.status()["lines"]} if self.simulator is not None else {}),
         }
 
     def write_state(self) -> None:

@@ -126,7 +126,7 @@ def test_embedded_simulator_radio_from_the_config_shows_in_status(cli: Cli, tmp_
             '[modem]\nport = "sim"\nregistration_timeout = 20\nuplink_kbit = 900\n',
             '[[session]]\ncid = 1\napn = "internet"\n'
             f'[sim]\nnetwork = "{inet}"\nregistration_delay = 0.2\nreboot_time = 0.2\n'
-            "uplink_kbit = 1000\ndownlink_kbit = 2000\nlatency_ms = 15\n",
+            "uplink_kbit = 1000\ndownlink_kbit = 2000\nlatency_ms = 15\nbaud = 921600\n",
         )
         up = cli.run(cfg, "up", netns=dte, timeout=120)
         assert up.returncode == 0, up.stderr + up.stdout
@@ -140,6 +140,8 @@ def test_embedded_simulator_radio_from_the_config_shows_in_status(cli: Cli, tmp_
         assert radio["uplink"]["packets"] >= 3 and radio["uplink"]["dropped"] == 0, radio
         assert rtt_min >= 30, ping  # 15 ms each way
         assert state["sessions"][0]["uplink"]["paced_kbit"] == 900, state
+        line = state["sim_lines"][0]  # port 0 is a 921600 baud line ([sim] baud): AT went over it
+        assert line["baud"] == 921600 and line["from_dte"]["bytes"] > 0 and line["to_dte"]["bytes"] > 0, state
     finally:
         cli.cleanup()
         delete_netns(dte)
