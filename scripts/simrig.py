@@ -36,7 +36,10 @@ class SimRig:
     """Simulator process + DTE namespace + larappp daemon; `up()` brings sessions up."""
 
     def __init__(self, sessions: int = 1, *, ports: int = 3, sim_args: tuple[str, ...] = (),
-                 modem_extra: str = "") -> None:
+                 modem_extra: str = "", realtime_sim: bool = False) -> None:
+        """`realtime_sim`: run the simulator at real-time priority (SCHED_FIFO, as root): it
+        stands for hardware, which the host's load never makes late. A simulator scheduled
+        20-30 ms late hands its radio what larappp wrote meanwhile at one instant."""
         tag = uuid.uuid4().hex[:6]
         self.dte, self.inet = f"lp-bench-{tag}", f"lp-binet-{tag}"
         self.tmp = Path(tempfile.mkdtemp(prefix="larappp-rig-"))
@@ -48,6 +51,7 @@ class SimRig:
         self._up = False
         self.sim_args = sim_args
         self.modem_extra = modem_extra
+        self.realtime_sim = realtime_sim and os.geteuid() == 0 and shutil.which("chrt") is not None
         self.control = self.tmp / "control.sock"
         self._env = dict(os.environ, PYTHONPATH=str(ROOT))
 
@@ -66,7 +70,7 @@ class SimRig:
     def start(self) -> None:
         subprocess.run(["ip", "netns", "add", self.dte], check=True)
         subprocess.run(["ip", "-n", self.dte, "link", "set", "lo", "up"], check=True)
-        argv = [sys.executable, "-m", "larappp.cli", "sim", "--pty-dir", str(self.tmp / "sim"),
+        argv = [*(["chrt", "-f", "10"] if self.realtime_sim else []), sys.executable, "-m", "larappp.cli", "sim", "--pty-dir", str(self.tmp / "sim"),
                 "--rfc2217-port", "none", "--control", str(self.control), "--ports", str(self.ports),
                 "--reboot-time", "0.3", "--registration-delay", "0.3", "--network", self.inet, *self.sim_args]
         self.sim = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
