@@ -104,6 +104,11 @@ class Pipe(abc.ABC):
     async def close(self) -> None:
         """Close the port; safe to call twice."""
 
+    def tty_fd(self) -> int | None:
+        """The open tty under this pipe, for a program that takes the device itself (pppd);
+        None where the bytes pass through larappp (RFC 2217, an in-memory pair, CMUX)."""
+        return None
+
     # -- modem lines -------------------------------------------------------------
     def set_dtr(self, on: bool) -> None:
         raise PortError(f"{self.name} has no DTR line (a pty has none): use an RFC 2217 URL or a serial device")

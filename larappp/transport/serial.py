@@ -292,6 +292,10 @@ class SerialPipe(Pipe):
                     raise self._gone(exc) from exc
                 view = view[written:]
 
+    def tty_fd(self) -> int | None:
+        """The device's file descriptor while open: pppd can take the tty itself."""
+        return self._port.fd if self._port is not None else None
+
     # -- modem lines -------------------------------------------------------------------
     def _no_lines(self, line: str) -> PortError:
         return PortError(

@@ -16,7 +16,7 @@ HOST_PACKAGES=(qemu-system-x86 busybox-static ppp socat cpio)
 # Load order measured in REAL-PPPD-VM.md; 8250 serial, devtmpfs and ptys are built in.
 MODULES=(virtio_pci_modern_dev virtio_pci_legacy_dev virtio_ring virtio virtio_pci
          9pnet 9pnet_virtio netfs fscache 9p overlay slhc ppp_generic ppp_async
-         ppp_deflate bsd_comp tun virtio_console)
+         ppp_deflate bsd_comp tun virtio_console sch_tbf)
 
 log() { echo "build.sh: $*" >&2; }
 die() { echo "build.sh: $*" >&2; exit 1; }

@@ -15,8 +15,10 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import stat
 import sys
+import termios
 import time
 from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
@@ -26,13 +28,21 @@ from typing import Any, TypeVar
 import pytest
 
 from larappp.engine.options import EngineOptions, PppdOptions
-from larappp.engine.pppd.engine import PppdEngine
-from larappp.engine.pppd.options import options_file_text, parse_ipcp_report, pppd_word
+from larappp.engine.pppd.engine import PppdEngine, owns_device
+from larappp.engine.pppd.options import (
+    BRIDGED,
+    Line,
+    options_file_text,
+    parse_ipcp_report,
+    pppd_word,
+)
 from larappp.engine.pppd.process import PPPD, PPPD_EXIT_REASONS, describe_exit
 from larappp.errors import PortClosed, PPPError
-from larappp.transport import mountns
+from larappp.transport import mountns, ttylend
 from larappp.transport.memory import pipe_pair
 from larappp.transport.ptypair import PtyPair
+from larappp.transport.rfc2217 import Rfc2217Pipe
+from larappp.transport.serial import SerialPipe
 from tests.secretscan import files_showing, processes_showing
 
 T = TypeVar("T")
@@ -229,12 +239,13 @@ def test_pty_pair_carries_bytes_and_hangs_up() -> None:
 FAKE_PPPD = '''\
 #!{python}
 """A stand-in for pppd: records what it got, speaks first, then acts out `behaviour`."""
-import json, os, signal, stat, sys, time
+import fcntl, json, os, signal, stat, struct, sys, termios, time
 record_path, behaviour = {record!r}, {behaviour!r}
 tty = sys.argv[1]
 options_file = sys.argv[sys.argv.index("file") + 1]
 record = {{
     "argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd(), "pid": os.getpid(),
+    "pgid": os.getpgid(0), "sid": os.getsid(0), "stdin_tty": os.ttyname(0) if os.isatty(0) else None,
     "options_mode": stat.S_IMODE(os.stat(options_file).st_mode),
     "folder_mode": stat.S_IMODE(os.stat(os.path.dirname(options_file)).st_mode),
     "ip_up_mode": stat.S_IMODE(os.stat(os.path.join(os.path.dirname(options_file), "ip-up")).st_mode),
@@ -267,6 +278,16 @@ save(got=got.decode(errors="replace"))
 if behaviour == "auth-failed":
     print("PAP authentication failed", file=sys.stderr, flush=True)
     os._exit(19)
+if behaviour == "take-tty":
+    # as pppd on the module's device: its own termios and line discipline (N_NULL stands in
+    # for N_PPP, which this kernel lacks), left on the tty when it is killed
+    attrs = termios.tcgetattr(fd)
+    attrs[3] |= termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    fcntl.ioctl(fd, termios.TIOCSETD, struct.pack("i", 27))
+    save(took=True)
+    while True:
+        time.sleep(1)
 if behaviour == "ack-and-exit":
     os.write(fd, b"~BYE~" * 2000)  # pppd's last frames, after which it exits at once
     os._exit(0)
@@ -285,8 +306,13 @@ class Harness:
     """A PppdEngine on one end of a memory pipe pair, a stand-in pppd, its record file."""
 
     def __init__(
-        self, tmp: Path, behaviour: str, *, isolate: bool = True, leftover: bytes = b"LEFT", modem_lines: bool = False
+        self, tmp: Path, behaviour: str, *, isolate: bool = True, leftover: bytes = b"LEFT", modem_lines: bool = False,
     ) -> None:
+        self._setup(tmp, behaviour, isolate)
+        self.host_pipe, self.module_pipe = pipe_pair(modem_lines=modem_lines)
+        self._engine(leftover)
+
+    def _setup(self, tmp: Path, behaviour: str, isolate: bool) -> None:
         self.record_path = tmp / "record.json"
         self.fake = tmp / "fake-pppd"
         self.fake.write_text(FAKE_PPPD.format(
@@ -294,11 +320,13 @@ class Harness:
         ))
         self.fake.chmod(0o755)
         self.runtime = tmp / "run"
-        self.host_pipe, self.module_pipe = pipe_pair(modem_lines=modem_lines)
+        self.isolate = isolate
         self.notes: list[str] = []
+
+    def _engine(self, leftover: bytes) -> None:
         self.engine = PppdEngine(
             self.host_pipe,
-            options(runtime_dir=str(self.runtime), pppd=PppdOptions(path=str(self.fake), isolate=isolate)),
+            options(runtime_dir=str(self.runtime), pppd=PppdOptions(path=str(self.fake), isolate=self.isolate)),
             leftover=leftover, on_event=self.notes.append,
         )
 
@@ -572,3 +600,130 @@ def test_real_pppd_without_kernel_ppp_says_so(tmp_path: Path) -> None:
 
     run(body())
 
+
+
+# -- pppd owning the module's device (a pty stands in for the serial device) ------------------
+
+class DeviceHarness(Harness):
+    """The engine on a SerialPipe whose tty pppd takes itself; the module is the pty's master."""
+
+    def __init__(self, tmp: Path, behaviour: str, *, isolate: bool, rtscts: bool = False) -> None:
+        self._setup(tmp, behaviour, isolate=isolate)
+        self.module_pty = PtyPair.open()
+        self.module_pipe = self.module_pty  # what the module reads and writes: read(), write()
+        self.host_pipe = SerialPipe(self.module_pty.slave_path, rtscts=rtscts)
+        self._engine(b"LEFT")
+
+
+def device_test(body: Callable[[DeviceHarness], Awaitable[None]], tmp: Path, behaviour: str, **kwargs: Any) -> DeviceHarness:
+    async def main() -> DeviceHarness:
+        harness = DeviceHarness(tmp, behaviour, isolate=await mountns.available() is None, **kwargs)
+        await harness.host_pipe.open()
+        try:
+            await body(harness)
+        finally:
+            assert await harness.engine.stop() == []
+            await harness.host_pipe.close()
+            harness.module_pty.close()
+        return harness
+
+    return run(main())
+
+
+def test_pppd_owns_local_ttys_and_is_bridged_elsewhere() -> None:
+    async def body() -> None:
+        pty = PtyPair.open()
+        serial_pipe = SerialPipe(pty.slave_path)
+        try:
+            assert not owns_device(serial_pipe)  # not open yet: nothing to hand over
+            await serial_pipe.open()
+            assert owns_device(serial_pipe)
+        finally:
+            await serial_pipe.close()
+            pty.close()
+        host, _module = pipe_pair()
+        assert not owns_device(host)
+        assert not owns_device(Rfc2217Pipe("rfc2217://127.0.0.1:9"))
+
+    run(body())
+
+
+@pytest.mark.parametrize(("line", "present", "absent"), [
+    (Line(owns_device=True, rtscts=True), ["local", "crtscts", "nolock"], ["nocrtscts", "modem", "lock"]),
+    (Line(owns_device=True), ["local", "nocrtscts", "nolock"], ["crtscts", "modem"]),
+    (BRIDGED, ["local", "nocrtscts", "nolock"], ["crtscts", "modem"]),
+])
+def test_options_for_the_device_and_the_bridge(line: Line, present: list[str], absent: list[str]) -> None:
+    lines = option_lines(options_file_text(options(), ip_up=Path("/u"), ip_down=Path("/d"), line=line))
+    assert all(word in lines for word in present)
+    assert not any(word in lines for word in absent)
+    assert not any(word.startswith(("connect", "init ", "disconnect")) for word in lines)
+
+
+@root_only
+@pytest.mark.parametrize("rtscts", [False, True], ids=["no-flow-control", "rtscts"])
+def test_pppd_gets_the_device_itself_and_larappp_takes_it_back(tmp_path: Path, rtscts: bool) -> None:
+    async def body(h: DeviceHarness) -> None:
+        fd = h.host_pipe.tty_fd()
+        assert fd is not None
+        await h.engine.start()
+        # pppd writes on the tty itself: the module reads it, larappp copies nothing
+        assert await asyncio.wait_for(h.module_reads(b"~HELLO~"), 5) == b"~HELLO~"
+        assert h.engine.bridge is None and h.engine.pty is None
+        await h.module_pipe.write(b"WORLD")
+        record = await h.wait_record("got")
+        assert record["got"] == "WORLD"  # CONNECT's leftover is not replayed (the module resends)
+        slave = h.module_pty.slave_path
+        assert record["argv"][1] == slave and record["stdin_tty"] == slave
+        # pppd leads its own process group, never a session (the tty is no controlling tty)
+        assert record["pgid"] == record["pid"] and record["sid"] != record["pid"]
+        text = record["options_text"]
+        assert ("\ncrtscts\n" in text) is rtscts and ("\nnocrtscts\n" in text) is not rtscts
+        status = h.engine.status()
+        assert (status["data_path"], status["tty"], status["phase"]) == ("device", slave, "negotiating")
+        await h.wait_record("took")
+        assert ttylend.line_discipline(fd) == 27  # the stand-in's line discipline is on the tty
+
+    h = device_test(body, tmp_path, "take-tty", rtscts=rtscts)
+    # stop(): SIGKILL (no hang-up: on a serial device that would drop DTR), the tty reclaimed
+    assert h.engine.exit_status == -signal.SIGKILL
+    assert h.host_pipe.owner is None
+
+
+@root_only
+def test_after_pppd_the_at_side_reads_and_writes_the_device_again(tmp_path: Path) -> None:
+    async def body(h: DeviceHarness) -> None:
+        fd = h.host_pipe.tty_fd()
+        assert fd is not None
+        before = termios.tcgetattr(fd)
+        await h.engine.start()
+        await asyncio.wait_for(h.module_reads(b"~HELLO~"), 5)
+        await h.module_pipe.write(b"WORLD")
+        await h.wait_record("took")
+        await h.engine.stop()
+        # line discipline and termios as they were lent; exclusive again
+        assert ttylend.line_discipline(fd) == ttylend.N_TTY
+        assert termios.tcgetattr(fd) == before
+        await h.module_pipe.write(b"\r\nOK\r\n")
+        assert await asyncio.wait_for(h.host_pipe.read(), 2) == b"\r\nOK\r\n"
+        await h.host_pipe.write(b"AT\r")
+        assert await asyncio.wait_for(h.module_reads(b"AT\r"), 2) == b"AT\r"
+
+    device_test(body, tmp_path, "take-tty")
+
+
+@root_only
+def test_terminate_on_the_device_is_sigterm_and_the_tty_comes_back(tmp_path: Path) -> None:
+    async def body(h: DeviceHarness) -> None:
+        fd = h.host_pipe.tty_fd()
+        assert fd is not None
+        await h.engine.start()
+        await asyncio.wait_for(h.module_reads(b"~HELLO~"), 5)
+        await h.module_pipe.write(b"WORLD")
+        await h.wait_record("took")
+        await h.engine.terminate(timeout=5)
+        assert h.engine.exit_status == 5 and h.record()["ended"] == "SIGTERM"
+        assert h.engine.reason == "larappp ended the link (pppd exited with status 5)"
+        assert ttylend.line_discipline(fd) == ttylend.N_TTY  # reclaimed when pppd exited
+
+    device_test(body, tmp_path, "take-tty")

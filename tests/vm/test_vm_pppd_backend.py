@@ -4,13 +4,21 @@ must give the same host configuration.
 
 QEMU opens the simulator's ports 0 and 1 as the guest's ttyS1 and ttyS2. In the guest,
 `larappp up` brings the module up over ttyS1 and dials two sessions, each carried by its
-own pppd: lara1 on ttyS1 (backend "auto", no authentication, "+++" and ATH teardown
-after pppd's hang-up) and lara2 on ttyS2 (backend "pppd", CHAP with a password that
-needs quoting, a route metric, LCP teardown). Checked: IPv4 with DNS, global IPv6 by
-SLAAC from the module's RA (with RDNSS), traffic to the module and to the simulated
-internet, then `larappp down` and nothing left behind: no ppp interface, no pppd, no
-runtime files. The guest's /etc/ppp is made hostile first (a plugin that does not exist
-in /etc/ppp/options, an ip-pre-up that leaves a mark): pppd must not see it.
+own pppd, one on each of pppd's two ways to the module:
+- lara1 on /dev/ttyS1 (backend "auto", no authentication): pppd owns the serial device
+  (its stdin; the kernel's async PPP frames, larappp is off the data path);
+- lara2 on rfc2217://127.0.0.1:7002, an RFC 2217 server in the guest over ttyS2
+  (tests/vm/rfc2217_relay.py; backend "pppd", CHAP with a password that needs quoting, a
+  route metric): pppd cannot open that, so it gets a pty larappp bridges to the port.
+Round "pppd" ends lara1 by "+++" and ATH (pppd killed without a Terminate exchange, the
+tty reclaimed from its line discipline) and lara2 by LCP Terminate; round "pppd-swap"
+the other way round (SIGTERM on the device, the pty hang-up on the bridge).
+Checked: IPv4 with DNS, global IPv6 by SLAAC from the module's RA (with RDNSS), traffic
+to the module and to the simulated internet, the uplink paced by a tbf on each link,
+then `larappp down` and nothing left behind: no ppp interface, no pppd, no runtime files.
+The guest's /etc/ppp is made hostile first (a plugin that does not exist in
+/etc/ppp/options, an ip-pre-up that leaves a mark): pppd must not see it. Each round
+also measures the daemon's CPU time while a ping flood crosses each link.
 
 The guest runs this checkout (PYTHONPATH from this file's path) with the interpreter
 running the tests, and writes what it saw to the share; the assertions run here.
@@ -37,6 +45,8 @@ from tests.vm.qemu import PppdVm, VmArtifacts, running_simulator
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = AddressPlan()
+#: the guest's RFC 2217 server over ttyS2 (tests/vm/rfc2217_relay.py)
+RELAY_PORT = 7002
 USER = "lara user"
 PASSWORD = "p#ss w'rd 1"
 
@@ -56,7 +66,7 @@ teardown = "escape"
 [[session]]
 cid = 2
 apn = "second"
-port = "/dev/ttyS2"
+port = "rfc2217://127.0.0.1:{RELAY_PORT}"
 backend = "pppd"
 auth = "chap"
 user = "{USER}"
@@ -69,6 +79,9 @@ teardown = "lcp"
 CONFIG_BUILTIN = CONFIG.replace('backend = "auto"', 'backend = "builtin"').replace(
     'backend = "pppd"', 'backend = "builtin"'
 )
+#: the teardowns swapped: LCP (SIGTERM) on the device, "+++" (the pty hang-up) on the bridge
+CONFIG_SWAP = CONFIG.replace('teardown = "escape"', 'teardown = "SWAP"').replace(
+    'teardown = "lcp"', 'teardown = "escape"').replace('teardown = "SWAP"', 'teardown = "lcp"')
 
 GUEST = r"""
 set -u
@@ -80,6 +93,12 @@ cat >/etc/larappp/pppd.toml <<'LARAPPP_CONFIG'
 {config}LARAPPP_CONFIG
 cat >/etc/larappp/builtin.toml <<'LARAPPP_CONFIG'
 {config_builtin}LARAPPP_CONFIG
+cat >/etc/larappp/pppd-swap.toml <<'LARAPPP_CONFIG'
+{config_swap}LARAPPP_CONFIG
+# lara2's port: an RFC 2217 server over ttyS2 on the guest's loopback
+ip link set lo up
+$PY {relay} /dev/ttyS2 {relay_port} >/share/relay.log 2>&1 &
+for i in $(seq 50); do grep -q "rfc2217 relay" /share/relay.log 2>/dev/null && break; sleep 0.2; done
 # A hostile host /etc/ppp: pppd would fail on the plugin, and ip-pre-up leaves a mark.
 echo "plugin /nonexistent/larappp-must-not-load.so" >>/etc/ppp/options
 printf '#!/bin/sh\ntouch /share/host-ip-pre-up-ran\n' >/etc/ppp/ip-pre-up
@@ -124,6 +143,22 @@ round() {{
     note ping_server_v6 "$(ping_check {server_v6})"
     note ping_server_v6_lara2 "$(ping_check -I lara2 {server_v6})"
     note dns_answer "$(dig +short +time=3 +tries=2 @{dns_v4} server.larappp.test A)"
+    # the uplink paced on each link by a tbf larappp added (modem.uplink_kbit, shared)
+    note tbf_lara1 "$(tc qdisc show dev lara1 | grep -c '^qdisc tbf 1: root')"
+    note tbf_lara2 "$(tc qdisc show dev lara2 | grep -c '^qdisc tbf 1: root')"
+    # the daemon's CPU (clock ticks), the link's octets and the seconds: idle, then while
+    # 20 pings a second of 1000 octets cross each link (a rate both paths carry)
+    dpid=$(cat /run/larappp/larappp.pid)
+    ticks() {{ awk '{{print $14 + $15}}' /proc/$dpid/stat; }}
+    octets() {{ echo $(( $(cat /sys/class/net/$1/statistics/rx_bytes) + $(cat /sys/class/net/$1/statistics/tx_bytes) )); }}
+    load() {{
+        c0=$(ticks); t0=$(cut -d' ' -f1 /proc/uptime); b0=$(octets $1)
+        if [ $2 = ping ]; then ping -q -c 100 -i 0.05 -s 1000 -w 20 -I $1 {server_v4} >/dev/null 2>&1; else sleep 5; fi
+        echo "$(( $(ticks) - c0 )) $(( $(octets $1) - b0 )) $(awk -v a="$t0" '{{print $1 - a}}' /proc/uptime) $(getconf CLK_TCK)"
+    }}
+    note load_idle "$(load lara1 idle)"
+    note load_lara1 "$(load lara1 ping)"
+    note load_lara2 "$(load lara2 ping)"
 
     t0=$(cut -d' ' -f1 /proc/uptime)
     $PY -m larappp.cli -c $config down >$out/down.txt 2>&1
@@ -142,6 +177,7 @@ round() {{
     note done 1
 }}
 round pppd
+round pppd-swap
 round builtin
 """
 
@@ -195,6 +231,7 @@ def check_round(r: Round, backend: str) -> None:
                 "ping_server_v6", "ping_server_v6_lara2"):
         assert got[key] == "ok", (key, r.context())
     assert got["dns_answer"] == str(PLAN.server_v4)
+    assert (got["tbf_lara1"], got["tbf_lara2"]) == ("1", "1"), r.context()  # modem.uplink_kbit (default on)
     # The user name counts as a secret too (Config.secrets()): neither shows anywhere, in
     # no process while the sessions are up, in no output, state or log (the -v AT trace
     # and pppd's debug log included)
@@ -224,9 +261,11 @@ def test_larappp_with_pppd_and_builtin_in_the_vm(
     request.addfinalizer(lambda: shutil.rmtree(guest_src, ignore_errors=True))
     shutil.copytree(REPO / "larappp", guest_src / "larappp", ignore=shutil.ignore_patterns("__pycache__"))
     compileall.compile_dir(str(guest_src / "larappp"), quiet=1)  # the guest imports, TCG need not compile
+    shutil.copy(Path(__file__).with_name("rfc2217_relay.py"), guest_src / "rfc2217_relay.py")
     script = GUEST.format(
         repo=shlex.quote(str(guest_src)), python=shlex.quote(sys.executable), config=CONFIG,
-        config_builtin=CONFIG_BUILTIN, secrets=f"{USER}\n{PASSWORD}", module_v4=PLAN.ipv4_peer(1), server_v4=PLAN.server_v4,
+        config_builtin=CONFIG_BUILTIN, config_swap=CONFIG_SWAP, relay=shlex.quote(str(guest_src / "rfc2217_relay.py")),
+        relay_port=RELAY_PORT, secrets=f"{USER}\n{PASSWORD}", module_v4=PLAN.ipv4_peer(1), server_v4=PLAN.server_v4,
         module_v6=PLAN.module_ipv6(1), server_v6=PLAN.server_v6, dns_v4=PLAN.dns_v4[0],
     )
 
@@ -240,9 +279,17 @@ def test_larappp_with_pppd_and_builtin_in_the_vm(
             return vm, dict(sim.module.counters)
 
     vm, counters = asyncio.run(session())
-    pppd, builtin = Round(vm, "pppd"), Round(vm, "builtin")
-    check_round(pppd, "pppd")
-    assert "auto -> pppd" in pppd.file("check.txt")
+    pppd, swap, builtin = Round(vm, "pppd"), Round(vm, "pppd-swap"), Round(vm, "builtin")
+    for r in (pppd, swap):
+        check_round(r, "pppd")
+        assert "auto -> pppd" in r.file("check.txt")
+        # one pppd owns /dev/ttyS1 (its stdin), the other is bridged to the RFC 2217 port
+        argv = r.file("pppd-argv.txt")
+        assert "/usr/sbin/pppd /dev/ttyS1 file /run/larappp/pppd/lara1/larappp.options" in argv, argv
+        assert "/usr/sbin/pppd /dev/pts/" in argv and "file /run/larappp/pppd/lara2/larappp.options" in argv, argv
+        sessions = {s["name"]: s for s in json.loads(r.file("state.json"))["sessions"]}
+        assert (sessions["lara1"]["data_path"], sessions["lara1"]["tty"]) == ("device", "/dev/ttyS1")
+        assert sessions["lara2"]["data_path"] == "pty bridge"
 
     # pppd: the runtime folder is private, secrets only in its 0600 options files
     got = pppd.results
@@ -251,8 +298,6 @@ def test_larappp_with_pppd_and_builtin_in_the_vm(
     assert got["mode:/run/larappp/pppd/lara2/larappp.options"] == "600"
     assert got["mode:/run/larappp/pppd/lara1/ip-up"] == "700"
     assert got["pppd_count"] == "2"
-    argv = pppd.file("pppd-argv.txt")
-    assert argv.count("/usr/sbin/pppd /dev/pts/") == 2 and "file /run/larappp/pppd/lara2/larappp.options" in argv
     # pppd never saw the host's /etc/ppp: no plugin error, no ip-pre-up, no resolv.conf
     assert vm.read_share("host-ip-pre-up-ran") is None
     assert got["etc_ppp_resolv"] == "absent"
@@ -266,15 +311,28 @@ def test_larappp_with_pppd_and_builtin_in_the_vm(
     check_round(builtin, "builtin")
     assert builtin.results["pppd_count"] == "0"
 
-    # lara1 by "+++" (after pppd's hang-up, no Terminate), which ends the call itself under
-    # the AT&D2 larappp sets on every dial port (the ATH after it finds no call), lara2 by
-    # LCP Terminate: pppd's text for it, then the built-in engine's
+    # "+++" (pppd ended without a Terminate: the module still in data mode), which ends the
+    # call itself under the AT&D2 larappp sets on every dial port (the ATH after it finds no
+    # call), and LCP Terminate: pppd's text for it, then the built-in engine's. Round pppd:
+    # lara1 (device) "+++", lara2 (bridge) LCP; pppd-swap the other way; builtin as pppd.
     ended = {k: v for k, v in counters.items() if k.startswith("calls_ended_")}
     assert ended == {
-        "calls_ended_escape": 2,
-        "calls_ended_lcp: LCP: the peer sent Terminate-Request (User request)": 1,
+        "calls_ended_escape": 3,
+        "calls_ended_lcp: LCP: the peer sent Terminate-Request (User request)": 2,
         "calls_ended_lcp: LCP: the peer sent Terminate-Request (larappp down)": 1,
     }, counters
-    seconds = {r.name: (float(r.results["up_seconds"]), float(r.results["down_seconds"])) for r in (pppd, builtin)}
+    rounds = (pppd, swap, builtin)
+    seconds = {r.name: (float(r.results["up_seconds"]), float(r.results["down_seconds"])) for r in rounds}
     print("\nVM tier c (guest seconds, TCG): " + ", ".join(
         f"{name} up {up:.1f} down {down:.1f}" for name, (up, down) in seconds.items()))
+    # the daemon's CPU per MB crossing each link beyond its idle rate (guest CPU under TCG:
+    # compare the paths, do not quote the figures as a real machine's)
+    for r in rounds:
+        idle_ticks, _, idle_s, hz = map(float, r.results["load_idle"].split())
+        for name in ("lara1", "lara2"):
+            ticks, octets, seconds, _ = map(float, r.results[f"load_{name}"].split())
+            assert octets > 0.75 * 100 * 1028 * 2, (r.name, name, octets)  # most pings crossed the link
+            extra_ms = max(0.0, ticks - idle_ticks / idle_s * seconds) * 1000 / hz
+            print(f"VM tier c: {r.name} {name}: daemon {ticks * 1000 / hz:.0f} ms CPU in {seconds:.1f} s "
+                  f"(idle rate {idle_ticks * 1000 / hz / idle_s:.0f} ms/s), {extra_ms / (octets / 1e6):.0f} ms "
+                  f"beyond idle per MB")

@@ -1,9 +1,17 @@
-"""`PppdEngine`: pppd on a pty bridged to the dialled port, the host configured by larappp.
+"""`PppdEngine`: pppd on the dialled port, the host configured by larappp.
+
+Where the port is a tty larappp opened (a serial device or a pty: `Pipe.tty_fd()`),
+pppd gets that tty itself as its stdin: the kernel's async PPP frames, RTS/CTS is the
+kernel's, and larappp leaves the data path. Elsewhere (RFC 2217, later CMUX) pppd gets
+a pty bridged to the pipe (`bridge.py`). That is the one place the choice is made
+(`owns_device`).
 
 The end: `terminate()` sends pppd SIGTERM, on which it sends LCP Terminate-Request and
-exits 5 once the module acked (app note §4.2). `stop()` of a pppd still running hangs the
-pty up (pppd: "Modem hangup", no Terminate exchange, exit 16: the escape, ATH and DTR
-teardowns) and kills it if it lingers.
+exits 5 once the module acked (app note §4.2). `stop()` of a pppd still running ends it
+without a Terminate exchange (the escape, ATH and DTR teardowns follow): on the bridge
+by hanging the pty up (pppd: "Modem hangup", exit 16), on the device by SIGKILL (a
+hang-up there would drop DTR); either way the tty is then made larappp's again
+(`transport.ttylend.reclaim`: a killed pppd leaves its line discipline on it).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 import psutil
@@ -18,14 +27,22 @@ import psutil
 from larappp.engine.base import PppEngine, cancel_all
 from larappp.engine.pppd.bridge import PtyBridge
 from larappp.engine.pppd.observe import InterfaceObserver
-from larappp.engine.pppd.options import PppdFolder
+from larappp.engine.pppd.options import BRIDGED, Line, PppdFolder
 from larappp.engine.pppd.process import PppdProcess, describe_exit
 from larappp.errors import LarapppError, PortClosed, PPPError
+from larappp.transport import ttylend
+from larappp.transport.pipe import Pipe
 from larappp.transport.ptypair import PtyPair
 
-__all__ = ["PppdEngine"]
+__all__ = ["PppdEngine", "owns_device"]
 
 log = logging.getLogger(__name__)
+
+
+def owns_device(pipe: Pipe) -> bool:
+    """Whether pppd takes the dialled device itself (a serial device or pty larappp opened),
+    rather than a pty bridged to the pipe (RFC 2217, an in-memory pair, later CMUX)."""
+    return pipe.tty_fd() is not None
 
 
 class PppdEngine(PppEngine):
@@ -40,6 +57,10 @@ class PppdEngine(PppEngine):
         )
         self.pty: PtyPair | None = None
         self.bridge: PtyBridge | None = None
+        #: the dialled tty while pppd has it (None on the bridge)
+        self.lent: ttylend.LentTty | None = None
+        #: the tty pppd runs on: the module's device, or the bridge's pty
+        self.device: str | None = None
         self.exit_status: int | None = None
         self._ending_requested = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -64,32 +85,62 @@ class PppdEngine(PppEngine):
                     f"interface {ifname} exists already (another larappp or pppd?): "
                     "stop it or give the session another ifname"
                 )
+            line = self._take_line()
             try:
-                binds = self.folder.write(self.options, debug=log.isEnabledFor(logging.DEBUG))
+                binds = self.folder.write(self.options, line=line, debug=log.isEnabledFor(logging.DEBUG))
             except OSError as exc:
                 raise PPPError(f"cannot prepare pppd's runtime folder {self.folder.path}: {exc}") from None
-            self.pty = PtyPair.open()
-            await self.pppd.start(self.pty.slave_path, self.folder, binds, isolate=self.options.pppd.isolate)
+            assert self.device is not None
+            await self.pppd.start(
+                self.device, self.folder, binds, isolate=self.options.pppd.isolate,
+                tty_fd=self.lent.fd if self.lent is not None else None,
+            )
         except OSError as exc:
             await self.stop()
             raise PPPError(f"cannot start pppd for {ifname}: {exc}") from None
         except BaseException:
             await self.stop()
             raise
-        self._note(f"{ifname}: pppd {self.pppd.pid} started on {self.pty.slave_path}"
+        how = "owns" if self.lent is not None else "bridged to"
+        self._note(f"{ifname}: pppd {self.pppd.pid} started on {self.device} ({how} {self.pipe.name})"
                    + ("" if self.isolated else " (with the host's /etc/ppp)"))
         name = f"pppd {ifname}"
-        self.bridge = PtyBridge(
-            self.pipe, self.pty, leftover=self._leftover, on_port_lost=self._port_lost,
-            on_left_data_mode=self._left_data_mode,
-        )
+        if self.pty is not None:
+            self.bridge = PtyBridge(
+                self.pipe, self.pty, leftover=self._leftover, on_port_lost=self._port_lost,
+                on_left_data_mode=self._left_data_mode,
+            )
+            self.bridge.start(name)
+        elif self._leftover:
+            # The module's first frames, read with CONNECT, cannot be handed to pppd's line
+            # discipline: its LCP restart timer resends them (RFC 1661 §4.6).
+            log.debug("%s: %d octets after CONNECT left to the module's LCP retransmission", ifname, len(self._leftover))
         self._leftover = b""
-        self.bridge.start(name)
         self._watch_carrier()
         self._tasks = [
             asyncio.create_task(self._watch_process(), name=f"{name} exit"),
             asyncio.create_task(self._observe(), name=f"{name} observe"),
         ]
+
+    def _take_line(self) -> Line:
+        """pppd's way to the module: the dialled tty itself where larappp holds one, else a pty."""
+        if owns_device(self.pipe):
+            fd = self.pipe.tty_fd()
+            assert fd is not None
+            self.lent = ttylend.lend(fd)
+            try:
+                self.device = os.ttyname(fd)
+            except OSError:
+                self.device = self.pipe.name
+            return Line(owns_device=True, rtscts=self.lent.rtscts)
+        self.pty = PtyPair.open()
+        self.device = self.pty.slave_path
+        return BRIDGED
+
+    def _give_back_device(self) -> list[str]:
+        """After pppd's exit: the tty larappp's again (line discipline, termios, exclusive)."""
+        lent, self.lent = self.lent, None
+        return ttylend.reclaim(lent) if lent is not None else []
 
     def _progress_text(self) -> str:
         return f"pppd {self._phase()}"
@@ -111,7 +162,8 @@ class PppdEngine(PppEngine):
         if self.pppd.running and self.pty is not None:
             # A hang-up ends pppd at once, without a Terminate exchange (escape/ATH/DTR teardowns).
             self.pty.hang_up()
-        await self.pppd.end(failures)
+        await self.pppd.end(failures, hung_up=self.lent is None)
+        failures += self._give_back_device()
         if self.bridge is not None:
             await self.bridge.stop()
             self.bridge = None
@@ -133,6 +185,10 @@ class PppdEngine(PppEngine):
         return {
             **self.host.state.to_json(),
             "backend": "pppd",
+            # "device": pppd owns the module's tty, larappp is off the data path; "pty bridge"
+            "data_path": "device" if self.pty is None and self.device is not None else "pty bridge",
+            "tty": self.device,
+            "uplink": {"paced_kbit": self.options.uplink_kbit if self.host.shaper.bucket is not None else 0},
             "families_up": sorted(self.families_up),
             "phase": self._phase(),
             "pid": self.pppd.pid,
@@ -149,7 +205,9 @@ class PppdEngine(PppEngine):
             return f"exited ({self.exit_status})"
         if self._up.is_set():
             return "up"
-        return "negotiating" if self.bridge is not None and self.bridge.pppd_spoke.is_set() else "starting"
+        if self.bridge is None:
+            return "negotiating"  # pppd owns the device: it speaks from its start
+        return "negotiating" if self.bridge.pppd_spoke.is_set() else "starting"
 
     # -- ending ----------------------------------------------------------------------------
     async def _exited(self) -> None:
@@ -166,11 +224,13 @@ class PppdEngine(PppEngine):
             self._finish(f"the module left data mode: it sent {result} between the PPP frames")
 
     async def _watch_process(self) -> None:
-        assert self.bridge is not None
         bridge = self.bridge
         status = await self.pppd.wait()
-        bridge.stop_reading_port()
-        await bridge.forward_last_frames()
+        if bridge is not None:
+            bridge.stop_reading_port()
+            await bridge.forward_last_frames()
+        for failure in self._give_back_device():
+            log.warning("%s: %s", self.options.ifname, failure)
         self.exit_status = status
         if self._ending_requested and status in (0, 5, 16):
             reason = f"larappp ended the link (pppd exited with status {status})"

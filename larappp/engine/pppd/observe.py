@@ -1,6 +1,7 @@
 """What pppd brought up, seen through netlink, and the host configured for it.
 
-pppd makes the interface when it has opened its tty, adds the IPCP address and the
+pppd makes the interface when it has opened its tty (larappp then paces its uplink with
+the kernel's tc, `HostInterface.pace_uplink`), adds the IPCP address and the
 IPV6CP link-local when those open; its ip-up hook reports IPCP's DNS servers. Routes and
 DNS are larappp's (`HostInterface`; pppd gets `nodefaultroute`), and SLAAC runs in user
 space (`SlaacClient`, accept_ra=0) with its RS and RA over a raw ICMPv6 socket on the
@@ -58,6 +59,9 @@ class InterfaceObserver:
     async def run(self) -> None:
         """Until cancelled; raises LarapppError or OSError when the host cannot be configured."""
         await self.host.netlink.wait_for_link(self.options.ifname, timeout=FOREVER_S)
+        # pppd made the interface: paced before any IP flows (app note §4), as the built-in
+        # engine paces its TUN; HostInterface.close removes exactly that qdisc
+        await self.host.pace_uplink(self.options.uplink_kbit, self.options.mru)
         await self.host.prepare(ipv6=6 in self.options.families)
         watchers = []
         if 4 in self.options.families:

@@ -21,8 +21,10 @@ from pathlib import Path
 from larappp.engine.options import EngineOptions
 
 __all__ = [
+    "BRIDGED",
     "ETC_PPP",
     "IpcpReport",
+    "Line",
     "PppdFolder",
     "host_options_in_effect",
     "options_file_text",
@@ -51,11 +53,41 @@ def pppd_word(text: str) -> str:
     return "".join(out)
 
 
+@dataclass(frozen=True)
+class Line:
+    """How pppd reaches the module: the dialled serial device itself, or larappp's pty bridge."""
+
+    #: pppd has the device as its stdin (its own fd; the kernel's async PPP frames)
+    owns_device: bool
+    #: RTS/CTS on the device as larappp set it (modem.rtscts); kept by pppd's `crtscts`
+    rtscts: bool = False
+
+
+#: the pty bridge (RFC 2217, later CMUX): the pty has no modem lines, the port is larappp's
+BRIDGED = Line(owns_device=False)
+
+
+def _line_options(line: Line) -> list[str]:
+    if not line.owns_device:
+        return [
+            "# the pty bridge to the module's port: the port's lock, modem lines and RTS/CTS are larappp's",
+            "local", "nocrtscts", "nolock",
+        ]
+    return [
+        "# pppd owns the dialled device (its stdin; larappp keeps its own fd open and the port's",
+        "# lock). No connect script: the call is up already. `local`: DCD is larappp's to watch, as",
+        "# with the built-in engine; `modem` would clear CLOCAL, so that a DCD drop hangs up the",
+        "# tty under larappp's fd too, and pppd's open would wait for a DCD some ports never raise.",
+        "local", "crtscts" if line.rtscts else "nocrtscts", "nolock",
+    ]
+
+
 def options_file_text(
     options: EngineOptions,
     *,
     ip_up: Path,
     ip_down: Path,
+    line: Line = BRIDGED,
     debug: bool = False,
 ) -> str:
     """The whole option set for one session's pppd (the device goes on the command line)."""
@@ -66,10 +98,7 @@ def options_file_text(
         "# Every setting Debian's /etc/ppp/options changes is stated here.",
         "nodetach",
         "logfd 2",
-        "# the pty bridge to the module's port: the port's lock, modem lines and RTS/CTS are larappp's",
-        "local",
-        "nocrtscts",
-        "nolock",
+        *_line_options(line),
         "nopersist",
         "asyncmap 0",
         "noccp",
@@ -184,7 +213,7 @@ class PppdFolder:
     def options_file(self) -> Path:
         return self.path / OPTIONS_NAME
 
-    def write(self, options: EngineOptions, *, debug: bool = False) -> list[tuple[str, str]]:
+    def write(self, options: EngineOptions, *, line: Line = BRIDGED, debug: bool = False) -> list[tuple[str, str]]:
         """Write the folder; returns the bind mounts that make it pppd's /etc/ppp."""
         folder = self.path
         if folder.is_symlink():
@@ -200,7 +229,7 @@ class PppdFolder:
         ip_up, ip_down = folder / "ip-up", folder / "ip-down"
         _write(ip_up, _ip_up_script(report), 0o700)
         _write(ip_down, _ip_down_script(report), 0o700)
-        _write(self.options_file, options_file_text(options, ip_up=ip_up, ip_down=ip_down, debug=debug), 0o600)
+        _write(self.options_file, options_file_text(options, ip_up=ip_up, ip_down=ip_down, line=line, debug=debug), 0o600)
         # pppd's view of /etc/ppp/options when isolated: nothing beyond larappp's own file.
         _write(folder / "options", "# larappp: empty on purpose; pppd reads larappp.options\n", 0o600)
         binds: list[tuple[str, str]] = []

@@ -95,18 +95,30 @@ class PppdProcess:
         if not os.access(self.path, os.X_OK):
             raise PPPError(f"{self.path} is missing: install Debian's ppp package, or set backend = \"builtin\"")
 
-    async def start(self, tty: str, folder: PppdFolder, binds: list[tuple[str, str]], *, isolate: bool) -> None:
-        """Run pppd on `tty` with the folder's options file, isolated where possible."""
+    async def start(
+        self, tty: str, folder: PppdFolder, binds: list[tuple[str, str]], *, isolate: bool, tty_fd: int | None = None,
+    ) -> None:
+        """Run pppd on `tty` with the folder's options file, isolated where possible.
+
+        `tty_fd`: larappp's open fd of `tty`, given to pppd as its stdin. pppd(8): "if the
+        name of the terminal connected to the standard input is given, pppd will use that
+        terminal": it then takes the tty as its default device, which it never hangs up
+        (no DTR drop when it ends), and needs neither a lock nor a fresh open's DTR raise.
+        """
         argv = [self.path, tty, "file", str(folder.options_file)]
         command = await self._isolated(argv, binds, isolate)
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *command,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.DEVNULL if tty_fd is None else tty_fd,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 env={"PATH": SEARCH_PATH, "LANG": "C"},
-                start_new_session=True,  # the terminal's signals are larappp's; it ends pppd in order
+                # Its own process group: the terminal's signals are larappp's, which ends pppd
+                # in order. Not its own session: a session leader's open of the tty makes it
+                # its controlling terminal, and the kernel hangs a controlling serial tty up
+                # when its session leader exits (DTR drops, the call ends, larappp's fd dies).
+                process_group=0,
                 cwd=str(folder.path),
             )
         except OSError as exc:
@@ -153,11 +165,20 @@ class PppdProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signum)
 
-    async def end(self, failures: list[str]) -> None:
-        """After the caller hung pppd's tty up: wait, then SIGTERM, then SIGKILL."""
+    async def end(self, failures: list[str], *, hung_up: bool = True) -> None:
+        """After the caller hung pppd's tty up: wait, then SIGTERM, then SIGKILL.
+
+        `hung_up=False` (pppd owns the module's device, which cannot be hung up without
+        ending the call): SIGKILL at once, so that no Terminate-Request reaches the module
+        and the teardown that follows ("+++", DTR) finds it in data mode.
+        """
         process = self.process
+        steps: tuple[tuple[signal.Signals | None, float], ...] = (
+            ((None, HANGUP_WAIT_S), (signal.SIGTERM, SIGTERM_WAIT_S), (signal.SIGKILL, SIGKILL_WAIT_S))
+            if hung_up else ((signal.SIGKILL, SIGKILL_WAIT_S),)
+        )
         if process is not None and process.returncode is None:
-            for action, wait in ((None, HANGUP_WAIT_S), (signal.SIGTERM, SIGTERM_WAIT_S), (signal.SIGKILL, SIGKILL_WAIT_S)):
+            for action, wait in steps:
                 if action is not None:
                     self.signal(action)
                 try:
