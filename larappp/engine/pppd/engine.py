@@ -38,6 +38,9 @@ __all__ = ["PppdEngine", "owns_device"]
 
 log = logging.getLogger(__name__)
 
+#: how often status()'s uplink queue counters are read
+HOST_QUEUE_POLL_S = 1.0
+
 
 def owns_device(pipe: Pipe) -> bool:
     """Whether pppd takes the dialled device itself (a serial device or pty larappp opened),
@@ -65,6 +68,8 @@ class PppdEngine(PppEngine):
         self._ending_requested = False
         self._tasks: list[asyncio.Task[None]] = []
         self._attached = False
+        #: the uplink queue's counters (tc), read every HOST_QUEUE_POLL_S
+        self._host_queue: dict[str, int] = {}
 
     @property
     def isolated(self) -> bool | None:
@@ -121,6 +126,8 @@ class PppdEngine(PppEngine):
             asyncio.create_task(self._watch_process(), name=f"{name} exit"),
             asyncio.create_task(self._observe(), name=f"{name} observe"),
         ]
+        if self.options.uplink_kbit > 0:
+            self._tasks.append(asyncio.create_task(self._count_host_queue(), name=f"{name} queue-stats"))
 
     def _take_line(self) -> Line:
         """pppd's way to the module: the dialled tty itself where larappp holds one, else a pty."""
@@ -188,7 +195,12 @@ class PppdEngine(PppEngine):
             # "device": pppd owns the module's tty, larappp is off the data path; "pty bridge"
             "data_path": "device" if self.pty is None and self.device is not None else "pty bridge",
             "tty": self.device,
-            "uplink": {"paced_kbit": self.options.uplink_kbit if self.host.shaper.bucket is not None else 0},
+            "uplink": {
+                "paced_kbit": self.options.uplink_kbit if self.host.shaper.bucket is not None else 0,
+                "host_queue": self._host_queue,
+            },
+            # where a packet can be lost on the host's side (pppd keeps its own frame counters)
+            "drops": {"host_queue": self._host_queue.get("dropped", 0)},
             "families_up": sorted(self.families_up),
             "phase": self._phase(),
             "pid": self.pppd.pid,
@@ -240,6 +252,15 @@ class PppdEngine(PppEngine):
         if status == 19:
             self._fail(PPPError(f"PPP on {self.options.ifname}: {reason}"))
         self._finish(reason)
+
+    async def _count_host_queue(self) -> None:
+        """The pacing qdisc's counters for status() (a netlink call, so not in status itself)."""
+        while True:
+            await asyncio.sleep(HOST_QUEUE_POLL_S)
+            try:
+                self._host_queue = await self.host.shaper.counters()
+            except (OSError, LarapppError) as exc:
+                log.debug("%s: no uplink queue counters this round: %s", self.options.ifname, exc)
 
     # -- what came up ----------------------------------------------------------------------------
     async def _observe(self) -> None:

@@ -75,9 +75,11 @@ def _line_options(line: Line) -> list[str]:
         ]
     return [
         "# pppd owns the dialled device (its stdin; larappp keeps its own fd open and the port's",
-        "# lock). No connect script: the call is up already. `local`: DCD is larappp's to watch, as",
-        "# with the built-in engine; `modem` would clear CLOCAL, so that a DCD drop hangs up the",
-        "# tty under larappp's fd too, and pppd's open would wait for a DCD some ports never raise.",
+        "# lock). No connect script: the call is up already. `local` (pppd(8): then pppd will not",
+        "# change the state of the DTR signal): the module stays in data mode until larappp ends",
+        "# the call, and DCD is larappp's to watch, as with the built-in engine. `modem` would drop",
+        "# DTR at the end, clear CLOCAL (a DCD drop then hangs up larappp's fd too) and make pppd's",
+        "# open wait for a DCD that some ports never raise.",
         "local", "crtscts" if line.rtscts else "nocrtscts", "nolock",
     ]
 
