@@ -152,6 +152,8 @@ class PppdProcess:
         """Until pppd exits; its exit status (negative: the signal that killed it)."""
         assert self.process is not None
         status = await self.process.wait()
+        if status == -signal.SIGKILL:  # by larappp's end() or anyone else
+            self._remove_pid_file(self.process.pid)
         await asyncio.sleep(0)  # let the log reader take pppd's last lines
         return status
 
@@ -188,7 +190,7 @@ class PppdProcess:
                     continue
             else:
                 failures.append(f"pppd {process.pid} did not end, even on SIGKILL")
-            if process.returncode == -signal.SIGKILL:
+            if process.returncode == -signal.SIGKILL:  # wait() may not have run (engine stopped)
                 self._remove_pid_file(process.pid)
         if self._log_reader is not None:
             self._log_reader.cancel()
