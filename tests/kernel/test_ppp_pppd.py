@@ -278,6 +278,9 @@ save(got=got.decode(errors="replace"))
 if behaviour == "auth-failed":
     print("PAP authentication failed", file=sys.stderr, flush=True)
     os._exit(19)
+if behaviour == "echo-failed":
+    print("No response to 3 echo-requests", file=sys.stderr, flush=True)
+    os._exit(15)
 if behaviour == "take-tty":
     # as pppd on the module's device: its own termios and line discipline (N_NULL stands in
     # for N_PPP, which this kernel lacks), left on the tty when it is killed
@@ -727,3 +730,18 @@ def test_terminate_on_the_device_is_sigterm_and_the_tty_comes_back(tmp_path: Pat
         assert ttylend.line_discipline(fd) == ttylend.N_TTY  # reclaimed when pppd exited
 
     device_test(body, tmp_path, "take-tty")
+
+
+@root_only
+def test_echo_failure_is_a_loss_in_data_mode(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        await h.engine.start()
+        await h.module_reads(b"~HELLO~")
+        await h.module_pipe.write(b"WORLD")
+        await asyncio.wait_for(h.engine.terminated.wait(), 5)
+        assert h.engine.exit_status == 15
+        # the module may still be in data mode: the session skips its AT probe (session.py)
+        assert h.engine.lost == "echo-timeout"
+        assert "stopped answering LCP Echo-Requests" in h.engine.reason
+
+    engine_test(body, tmp_path, "echo-failed")

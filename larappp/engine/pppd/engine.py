@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: how often status()'s uplink queue counters are read
 HOST_QUEUE_POLL_S = 1.0
+#: pppd's exit statuses (pppd(8)) that say how the link was lost (proto.ppp.events.LOST_CAUSES):
+#: 15 the module stopped answering echoes (still in data mode), 17 it looped pppd's frames back
+LOST_BY_EXIT = {15: "echo-timeout", 17: "looped-back"}
 
 
 def owns_device(pipe: Pipe) -> bool:
@@ -244,6 +247,8 @@ class PppdEngine(PppEngine):
         for failure in self._give_back_device():
             log.warning("%s: %s", self.options.ifname, failure)
         self.exit_status = status
+        if not self._ending_requested and status in LOST_BY_EXIT:
+            self.lost = LOST_BY_EXIT[status]
         if self._ending_requested and status in (0, 5, 16):
             reason = f"larappp ended the link (pppd exited with status {status})"
         else:
