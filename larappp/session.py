@@ -319,9 +319,15 @@ class Session:
                 return
             except LarapppError:
                 pass
+        dropped = False
         if self.pipe.has_modem_lines:
-            await self._drop_dtr()
-        else:
+            try:
+                await self._drop_dtr()
+                dropped = True
+            except LarapppError as exc:
+                # DTR may not reach the module (a UART without the line wired, a VM's serial port)
+                log.info("cid %d: the DTR drop did not end the call (%s): \"+++\" and ATH", self.config.cid, exc)
+        if not dropped:
             await self.at.escape(guard=ESCAPE_WAIT_S, timeout=self._command_timeout)
             await self.at.command(commands.ath(), timeout=self._command_timeout)
         await self._check_command_mode()

@@ -124,3 +124,21 @@ def test_a_call_the_network_ended_answers_the_probe(tmp_path: Path) -> None:
             assert elapsed < 1.0, elapsed  # AT -> OK, no escape
 
     run(scenario)
+
+
+def test_a_dtr_drop_that_does_not_reach_the_module_falls_back_to_the_escape(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with _in_a_call(tmp_path, "rfc2217") as (sim, session, call):
+            assert session.pipe is not None and session.pipe.has_modem_lines
+
+            async def unwired(hold_s: float = 1.0) -> None:
+                """DTR not wired to the module (some UARTs; a VM's serial port on a pty)."""
+                await asyncio.sleep(0)
+
+            session.pipe.hangup = unwired  # type: ignore[method-assign]
+            await _back(session, in_data_mode=True)
+            # no NO CARRIER within the command timeout: "+++" and ATH ended the call
+            assert call.closed_reason == "escape"
+            assert sim.module.ports[0].mode == COMMAND and sim.module.ports[0].call is None
+
+    run(scenario)
