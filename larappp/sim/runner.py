@@ -99,8 +99,8 @@ class ModuleDriver:
         if self._closed:
             return
         line = self.lines[port].from_dte
-        if line.bytes_per_second or line.held or line.queued:
-            line.push(data, self.now)  # the line hands it on (`_flush`)
+        if line.bytes_per_second or line.held or line.queued or self._rtscts[port]:
+            line.push(data, self.now)  # the line hands it on (`_flush`), in slices under RTS/CTS
         else:
             self._feed(port, data)
         self._flush()

@@ -125,10 +125,11 @@ def replace_scenario(**knobs: object) -> Scenario:
     return replace(FAST, **knobs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("rtscts", [True, False])
-def test_cts_stops_a_dte_with_rtscts_before_the_module_buffer_overflows(rtscts: bool) -> None:
-    # a 921 600 baud line (92 160 bytes/s) into a 200 kbit/s radio uplink (25 000 bytes/s)
-    scenario = replace_scenario(baud=921600, uplink_kbit=200, uplink_buffer=8000)
+@pytest.mark.parametrize(("rtscts", "baud"), [(True, 921600), (False, 921600), (True, 0)])
+def test_cts_stops_a_dte_with_rtscts_before_the_module_buffer_overflows(rtscts: bool, baud: int) -> None:
+    # a 921 600 baud line (92 160 bytes/s; or none: as fast as TCP) into a 200 kbit/s radio
+    # uplink (25 000 bytes/s)
+    scenario = replace_scenario(baud=baud, uplink_kbit=200, uplink_buffer=8000)
     payload = os.urandom(60000)
 
     async def scenario_run() -> tuple[dict[str, int], dict[str, float | int], dict[str, object], int]:
