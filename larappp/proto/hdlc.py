@@ -22,6 +22,7 @@ DEFAULT_MAX_FRAME_LENGTH = 8192  # octets between flags after unstuffing, FCS in
 
 _FLAG_BYTE = b"\x7e"
 _ESCAPE_BYTE = b"\x7d"
+_ESCAPE_PAIR = b"\x7d\x7d"  # an escaped 0x5D (a sender may escape any octet): the loop's case
 # bit-reversal of every octet: crc_hqx is MSB-first, the PPP FCS is LSB-first
 _REFLECT = bytes(int(f"{octet:08b}"[::-1], 2) for octet in range(256))
 # the octet that follows an escape, XORed back (RFC 1662 §4.2): one 1-byte object per value
@@ -218,6 +219,13 @@ def _check(piece: bytes, max_frame_length: int) -> bytes | int:
 
 def _unstuff(piece: bytes) -> bytes | None:
     """Undo RFC 1662 §4.2 escaping; None when the piece ends in an escape (an abort, 7D 7E)."""
+    if _ESCAPE_PAIR not in piece and not piece.endswith(_ESCAPE_BYTE):
+        # Every 0x7D starts an escape, so the pairs cannot overlap: the two a sender must
+        # escape whatever the ACCM (flag and escape, all there is at ACCM 0) are undone in
+        # C; any other escaped octet left shows in the count, and the loop below runs.
+        fast = piece.replace(b"\x7d\x5e", b"\x7e").replace(b"\x7d\x5d", b"\x7d")
+        if len(piece) - len(fast) == piece.count(_ESCAPE_BYTE):
+            return fast
     parts = piece.split(_ESCAPE_BYTE)
     if not parts[-1] and len(parts) > 1 and _trailing_escape_is_live(parts):
         return None

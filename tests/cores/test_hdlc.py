@@ -156,6 +156,25 @@ def test_round_trip_random_accm_and_chunking(
     assert decoder.bad_fcs == decoder.too_short == decoder.aborted == 0
 
 
+@settings(max_examples=300)
+@given(st.binary(min_size=2, max_size=300), st.data())
+def test_a_sender_may_escape_any_octet(frame: bytes, data: st.DataObject) -> None:
+    """RFC 1662 §4.2 lets a sender escape octets beyond its ACCM (0x5D among them, which
+    gives 7D 7D; never 0x5E, which would give the flag): whichever are escaped, the frame
+    decodes, at ACCM 0 as at any other."""
+    fcs_framed = append_fcs(frame)
+    escaped = data.draw(st.sets(st.integers(0, len(fcs_framed) - 1)))
+    out = bytearray()
+    for index, octet in enumerate(fcs_framed):
+        if octet in (0x7D, 0x7E) or (index in escaped and octet != 0x5E):
+            out += bytes((0x7D, octet ^ 0x20))
+        else:
+            out.append(octet)
+    wire = b"\x7e" + bytes(out) + b"\x7e"
+    assert HdlcDecoder(0).receive_data(wire) == [frame]
+    assert feed(HdlcDecoder(0), wire, byte_by_byte=True) == [frame]
+
+
 def test_split_at_every_byte_boundary() -> None:
     encoder = HdlcEncoder(DEFAULT_ACCM)
     frames = [bytes(range(256)), b"\x7e\x7d\x7d\x7e\x11\x13", b"\xff\x03\xc0\x21\x09\x01\x00\x08"]

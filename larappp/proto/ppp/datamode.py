@@ -20,7 +20,9 @@ import re
 from larappp.proto.at.core import decode_line, parse_final_result
 
 _FLAG = b"\x7e"
-_FLAG_THEN_CR = b"\x7e\r"
+#: a flag followed by CR; a compiled pattern finds it several times faster than
+#: `bytes.find` with a two-octet needle does in a frame full of zeros
+_FLAG_THEN_CR = re.compile(b"\x7e\r")
 #: the longest result line looked for (+CME ERROR with a verbose text is the longest)
 MAX_RESULT_LENGTH = 80
 #: octets outside frames kept while no result line is complete
@@ -56,11 +58,11 @@ class DataModeWatcher:
                 self._outside = False
                 self._text.clear()
                 position = end
-            start = data.find(_FLAG_THEN_CR, position)
-            if start < 0:
+            found_at = _FLAG_THEN_CR.search(data, position)
+            if found_at is None:
                 break
             self._outside = True
-            position = start + 1
+            position = found_at.start() + 1
         self._after_flag = data.endswith(_FLAG)
         return None
 
