@@ -2,20 +2,24 @@
 PppLink (host role), a SlaacClient and a TUN interface. It makes no protocol decisions:
 it feeds bytes, packets and time in, and carries out what comes out.
 
-The data path costs per wakeup, not per packet: the port and the TUN are read from the
-loop's own reader callbacks (no task, future or epoll_ctl per chunk), a wakeup takes all
-the TUN has queued and every frame in the port's chunk, and the writer sends what
-accumulated in one write. Timers are one loop timer, moved only when a deadline moves
-earlier.
+The data path costs per wakeup, not per packet, and wakes seldom: the port and the TUN
+are read from the loop's own reader callbacks (no task, future or epoll_ctl per chunk), a
+wakeup takes all the port and the TUN have queued, and what it framed for the port leaves
+in one non-blocking write from the same callback (`_flush`; the writer task only takes
+over while the port is full). After a wakeup that found little, both rest COALESCE_S
+before they are read again, so a Cat 1 stream costs a few hundred wakeups a second, not
+one per packet, for at most COALESCE_S more latency each way. Timers are one loop timer,
+moved only when a deadline moves earlier.
 
 Flow control: the uplink (TUN -> module) is paced by the kernel's tc on the TUN
 (HostInterface.pace_uplink), so the host's queue is where packets wait and drop (app note
-§4: the module drops what the radio cannot send, even with RTS/CTS). Behind it the
-engine's own queue is bounded in octets (`UplinkQueue`: QUEUE_TIME at the paced rate)
-and in time (IP frames that could not leave for MAX_WAIT are dropped and counted): the
-TUN is not read while it is full, so the kernel queues, not larappp. Control frames
-(LCP, authentication, NCP) never wait behind IP frames: the link sends them first, and
-the writer takes IP frames in chunks, so at most one chunk is ahead of a control frame.
+§4: the module drops what the radio cannot send, even with RTS/CTS). Only where the kernel
+could not shape does the engine pace its writes itself (a token bucket in the writer
+task). Either way the engine's own queue is bounded in octets (`UplinkQueue`: QUEUE_TIME
+at the paced rate) and in time (IP frames that could not leave for MAX_WAIT are dropped
+and counted): the TUN is not read while it is full, so the kernel queues, not larappp.
+Control frames (LCP, authentication, NCP) never wait behind IP frames: the link sends
+them first, and IP frames leave in chunks, so at most one chunk is ahead of a control frame.
 """
 
 from __future__ import annotations
@@ -32,8 +36,7 @@ from larappp.proto.ipv6 import slaac
 from larappp.proto.ppp import events as ev
 from larappp.proto.ppp.config import LinkConfig
 from larappp.proto.ppp.link import PppLink
-from larappp.transport.shaping import BURST_TIME
-from larappp.transport.tun import Tun
+from larappp.transport.tun import TUN_BATCH, Tun
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,13 @@ UNPACED_QUEUE_OCTETS = 64 * 1024
 MAX_WAIT = 1.0
 #: a frame of the largest MRU, escaped in the worst case
 _LARGEST_FRAME = 2 * 1500 + 16
+#: after a wakeup that found little to carry, the port and the TUN rest this long: a Cat 1
+#: stream (a packet every ~1 ms) then wakes the engine every few ms, not per packet, and a
+#: packet waits at most this much longer (issue 10: < 100 ms added under load)
+COALESCE_S = 0.004
+#: a wakeup that read at least this much from the port does not rest: the link is busier
+#: than a rest allows (a pty holds about 14 kB), so it is read again at once
+COALESCE_BELOW = 8192
 
 
 @dataclass(frozen=True)
@@ -97,12 +107,19 @@ class BuiltinPppEngine(PppEngine):
         self.uplink = UplinkQueue.for_rate(self.options.uplink_kbit)
         #: octets of the write in progress (taken from the link, not yet on the port)
         self._writing = 0
-        #: the writer's own token bucket at the paced rate (octets it may write now): after
-        #: the engine was starved of CPU, what piled up leaves at the rate, not in one burst
-        self._tokens = float(self.uplink.burst)
+        #: what a non-blocking write left over (the port was full): the writer task sends it
+        self._unsent = b""
+        #: while the writer task holds the port (a write waits, or the engine paces itself)
+        self._writer_busy = False
+        #: the writer's own token bucket at the paced rate (octets it may write now), used
+        #: only where the kernel does not pace: after the engine was starved of CPU, what
+        #: piled up leaves at the rate, not in one burst
+        self._tokens = float(self.uplink.chunk)
         self._tokens_at = self._clock()
         #: while the TUN is not read because the queue is full: the MAX_WAIT timer
         self._stalled: asyncio.TimerHandle | None = None
+        #: while the port and the TUN rest after a wakeup that found little (COALESCE_S)
+        self._resting: asyncio.TimerHandle | None = None
         #: the host queue's counters (tc), refreshed while the session runs
         self._host_queue: dict[str, int] = {}
         self._actions: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -165,6 +182,9 @@ class BuiltinPppEngine(PppEngine):
         if self._stalled is not None:
             self._stalled.cancel()
             self._stalled = None
+        if self._resting is not None:
+            self._resting.cancel()
+            self._resting = None
         self.pipe.unwatch_carrier()
         await self.pipe.stop_reading()
         if self.tun is not None:
@@ -213,6 +233,9 @@ class BuiltinPppEngine(PppEngine):
             "tun_write_errors": self.tun_write_errors,
             "uplink": {
                 "paced_kbit": self.options.uplink_kbit,
+                # who paces: the kernel's tc on the interface, the engine itself where tc
+                # could not, or nobody (pacing off)
+                "paced_by": "engine" if self._engine_paces else "tc" if self.options.uplink_kbit > 0 else "off",
                 "host_queue": self._host_queue,
                 "engine_queue_limit": self.uplink.limit,
                 "engine_queued": self._backlog(),
@@ -231,12 +254,14 @@ class BuiltinPppEngine(PppEngine):
 
     # -- pumps ---------------------------------------------------------------------------
     def _serial_data(self, data: bytes) -> None:
-        """A chunk from the port (called by the loop's reader): every frame in it at once."""
+        """All the port had (called by the loop's reader): every frame in it at once."""
         if "serial-in" not in self._callbacks:
             return
         try:
             self.link.receive_data(data, self._clock())
             self._process_events()
+            if len(data) < COALESCE_BELOW:
+                self._rest()
         except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
             self._pump_failed("serial-in", exc)
 
@@ -245,7 +270,7 @@ class BuiltinPppEngine(PppEngine):
         self._finish(f"the module's port closed ({exc})")
 
     def _tun_packets(self, packets: list[bytes]) -> None:
-        """Packets from the TUN (all it had queued): framed now, written by the writer at once."""
+        """Packets from the TUN (all it had queued): framed and written at once."""
         try:
             link, queued = self.link, 0
             for packet in packets:
@@ -253,11 +278,13 @@ class BuiltinPppEngine(PppEngine):
                 if (family == 4 or family == 6) and link.send_packet(family, packet):
                     queued += 1
             if queued:
-                self._kick.set()
+                self._flush()
                 if self._backlog() >= self.uplink.limit and self.tun is not None and self._stalled is None:
                     # Full: leave packets in the kernel's queue until the port takes some.
                     self.tun.pause_reading()
                     self._stalled = asyncio.get_running_loop().call_later(MAX_WAIT, self._queue_stalled)
+            if len(packets) < TUN_BATCH:
+                self._rest()
         except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
             self._pump_failed("tun-in", exc)
 
@@ -267,6 +294,49 @@ class BuiltinPppEngine(PppEngine):
     def _backlog(self) -> int:
         """Octets of IP frames between the TUN and the port: queued in the link and being written."""
         return self.link.queued_data_octets + self._writing
+
+    def _rest(self) -> None:
+        """Read neither the port nor the TUN for COALESCE_S: what arrives meanwhile waits in
+        the kernel and is taken by one wakeup."""
+        if self._resting is not None:
+            return
+        self.pipe.pause_reading()
+        if self.tun is not None:
+            self.tun.pause_reading()
+        self._resting = asyncio.get_running_loop().call_later(COALESCE_S, self._rested)
+
+    def _rested(self) -> None:
+        self._resting = None
+        self.pipe.resume_reading()
+        if self.tun is not None and self._stalled is None:
+            self.tun.resume_reading()
+
+    @property
+    def _engine_paces(self) -> bool:
+        """Whether the writer paces the uplink itself: pacing is on and the kernel's tc does
+        not do it (not yet set up at link-up, or refused)."""
+        return self.options.uplink_kbit > 0 and self.host.shaper.bucket is None
+
+    def _flush(self) -> None:
+        """Write what the link has for the port now, without waiting, while the port takes
+        it; the writer task takes over when the port is full or the engine paces itself."""
+        if self._writer_busy or self._unsent or self._engine_paces:
+            self._kick.set()
+            return
+        link, chunk = self.link, self.uplink.chunk
+        try:
+            while data := link.data_to_send(chunk):
+                written = self.pipe.try_write(data)
+                if written is None or written < len(data):
+                    self._unsent = data[written or 0 :]
+                    self._writing = len(self._unsent)
+                    self._kick.set()
+                    return
+        except PortClosed as exc:
+            self._finish(f"the module's port closed ({exc})")
+            return
+        if self._stalled is not None and self._backlog() < self.uplink.limit:
+            self._resume_tun()
 
     def _resume_tun(self) -> None:
         if self._stalled is not None:
@@ -285,22 +355,31 @@ class BuiltinPppEngine(PppEngine):
             self.tun.resume_reading()
 
     async def _writer(self) -> None:
+        """Writes what `_flush` could not: the rest of a write the port did not take at
+        once, and every write while the engine paces itself or the pipe cannot write
+        without waiting."""
         while True:
             await self._kick.wait()
             self._kick.clear()
-            # Control frames queued during a write go first in the next one (PppLink).
-            while data := self.link.data_to_send(self._write_budget()):
-                self._writing = len(data)
-                await self._wait_for_tokens(len(data))
-                try:
-                    await self.pipe.write(data)
-                except PortClosed as exc:
-                    self._finish(f"the module's port closed ({exc})")
-                    return
-                finally:
-                    self._writing = 0
-                if self._backlog() < self.uplink.limit:
-                    self._resume_tun()
+            self._writer_busy = True
+            try:
+                # Control frames queued during a write go first in the next one (PppLink).
+                while data := self._unsent or self.link.data_to_send(self.uplink.chunk):
+                    self._unsent = b""
+                    self._writing = len(data)
+                    if self._engine_paces:
+                        await self._wait_for_tokens(len(data))
+                    try:
+                        await self.pipe.write(data)
+                    except PortClosed as exc:
+                        self._finish(f"the module's port closed ({exc})")
+                        return
+                    finally:
+                        self._writing = 0
+                    if self._backlog() < self.uplink.limit:
+                        self._resume_tun()
+            finally:
+                self._writer_busy = False
 
     def _write_budget(self) -> int:
         """Octets of IP frames the next write may take: a chunk, and paced no more than the
@@ -318,11 +397,11 @@ class BuiltinPppEngine(PppEngine):
         self._tokens_at = now
 
     async def _wait_for_tokens(self, size: int) -> None:
-        """Hold a write until the paced rate allows it (no wait when not paced)."""
+        """Hold a write until the paced rate allows it."""
         rate = self.options.uplink_kbit * 1000 / 8
-        if not rate:
-            return
-        self._refill_tokens()
+        now = self._clock()
+        self._tokens = min(float(self.uplink.chunk), self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
         if self._tokens < size:
             await asyncio.sleep((size - self._tokens) / rate)
             self._refill_tokens()
@@ -440,7 +519,7 @@ class BuiltinPppEngine(PppEngine):
                 else:
                     self._actions.put_nowait(("slaac", sev))
         if self.link.has_data_to_send:
-            self._kick.set()
+            self._flush()
             control = True
         if control or self._timer is None:
             self._schedule_timer()

@@ -96,9 +96,23 @@ class Pipe(abc.ABC):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def pause_reading(self) -> bool:
+        """Hold the deliveries of `start_reading()` (what arrives waits in the port) until
+        `resume_reading()`; False where this pipe cannot (it keeps delivering)."""
+        return False
+
+    def resume_reading(self) -> None:
+        """Deliver again after `pause_reading()`; safe when not paused."""
+
     @abc.abstractmethod
     async def write(self, data: bytes) -> None:
         """Write all of `data` (waiting while flow control holds it); PortClosed if gone."""
+
+    def try_write(self, data: bytes | memoryview) -> int | None:
+        """Write what the port takes at once, without waiting: the octets written (0 while
+        its buffer is full or a `write()` is under way); PortClosed if gone. None where this
+        pipe writes only by awaiting `write()`."""
+        return None
 
     @abc.abstractmethod
     async def close(self) -> None:

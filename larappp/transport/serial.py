@@ -31,6 +31,10 @@ from larappp.transport.pipe import ModemLines, Pipe
 _NO_MODEM_LINES_ERRNOS = frozenset({errno.ENOTTY, errno.EINVAL})
 #: The most one read takes: a 64 KiB chunk holds dozens of 1500-octet frames.
 _READ_CHUNK = 65536
+#: The most a tty read returns (n_tty's 4 KiB buffer less one, measured on a pty): a read
+#: that got less emptied it. Reading on until EAGAIN costs more than a read: an empty n_tty
+#: waits for the tty's flip-buffer worker first (flush_work, a context switch).
+_TTY_READ_MAX = 4095
 #: How long `hangup()` holds the speed at B0 by default (pppd holds it for one second).
 HANGUP_HOLD_S = 1.0
 #: How often a serial device's DCD is read while a call is watched. A poll (one TIOCMGET
@@ -83,6 +87,9 @@ class _OpenPort:
     waiters: set[asyncio.Future[None]] = field(default_factory=set)
     #: while start_reading() delivers: tells the reader that close() ended it
     reader: Callable[[], None] | None = None
+    #: ... and the loop's reader callback (removed while paused)
+    readable: Callable[[], None] | None = None
+    paused: bool = False
 
 
 class SerialPipe(Pipe):
@@ -163,7 +170,7 @@ class SerialPipe(Pipe):
                 waiter.set_exception(PortClosed(f"{self.device} was closed by larappp"))
         if port.reader is not None:
             loop.call_soon(port.reader)
-            port.reader = None
+            port.reader = port.readable = None
             self._reading = False
         try:
             fcntl.ioctl(port.fd, termios.TIOCNXCL)
@@ -235,36 +242,65 @@ class SerialPipe(Pipe):
     def start_reading(self, on_data: Callable[[bytes], None], on_closed: Callable[[PortClosed], None]) -> None:
         """Call `on_data` straight from the loop's reader whenever the port has bytes.
 
-        The reader stays registered while reading, so a chunk costs one wakeup and one
-        os.read: no epoll_ctl, future or task switch per chunk (the data path's way).
+        The reader stays registered while reading, and a wakeup reads until the tty's
+        buffer is empty (a read returns at most _TTY_READ_MAX octets) and delivers it all
+        in one call: no epoll_ctl, future or task switch per chunk (the data path's way).
         """
         port = self._require_open()
         if self._reading:
             raise PortError(f"{self.device} is already being read; only the pipe's owner may read it")
         self._reading = True
         loop = asyncio.get_running_loop()
+        read, fd = os.read, port.fd
 
         def readable() -> None:
-            try:
-                data = os.read(port.fd, _READ_CHUNK)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                gone: PortClosed | None = self._gone(exc)
-            else:
-                if data:
-                    on_data(data)
-                    return
-                gone = self._gone(None)
-            self._stop_reader(port)
-            assert gone is not None
-            on_closed(gone)
+            chunks: list[bytes] = []
+            total = 0
+            gone: PortClosed | None = None
+            while total < _READ_CHUNK:
+                try:
+                    data = read(fd, _READ_CHUNK)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    gone = self._gone(exc)
+                    break
+                if not data:
+                    gone = self._gone(None)
+                    break
+                chunks.append(data)
+                total += len(data)
+                if len(data) < _TTY_READ_MAX:
+                    break
+            if chunks:
+                on_data(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            if gone is not None and port.reader is not None:
+                self._stop_reader(port)
+                on_closed(gone)
 
         def closed_by_us() -> None:
             on_closed(PortClosed(f"{self.device} was closed by larappp"))
 
         port.reader = closed_by_us
+        port.readable = readable
+        port.paused = False
         loop.add_reader(port.fd, readable)
+
+    def pause_reading(self) -> bool:
+        """Remove the loop's reader until `resume_reading()` (what arrives waits in the tty)."""
+        port = self._port
+        if port is None or port.readable is None:
+            return False
+        if not port.paused:
+            port.paused = True
+            asyncio.get_running_loop().remove_reader(port.fd)
+        return True
+
+    def resume_reading(self) -> None:
+        port = self._port
+        if port is not None and port.readable is not None and port.paused:
+            port.paused = False
+            asyncio.get_running_loop().add_reader(port.fd, port.readable)
 
     async def stop_reading(self) -> None:
         """Stop calling back; safe when not reading."""
@@ -272,7 +308,7 @@ class SerialPipe(Pipe):
             self._stop_reader(self._port)
 
     def _stop_reader(self, port: _OpenPort) -> None:
-        port.reader = None
+        port.reader = port.readable = None
         self._reading = False
         if self._port is port:
             asyncio.get_running_loop().remove_reader(port.fd)
@@ -292,9 +328,18 @@ class SerialPipe(Pipe):
                     raise self._gone(exc) from exc
                 view = view[written:]
 
-    def tty_fd(self) -> int | None:
-        """The device's file descriptor while open: pppd can take the tty itself."""
-        return self._port.fd if self._port is not None else None
+    def try_write(self, data: bytes | memoryview) -> int:
+        """One non-blocking os.write: the octets the tty took (0 when full or while an
+        awaited `write()` holds the port, whose octets must stay in order)."""
+        port = self._require_open()
+        if self._write_lock.locked():
+            return 0
+        try:
+            return os.write(port.fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise self._gone(exc) from exc
 
     # -- modem lines -------------------------------------------------------------------
     def _no_lines(self, line: str) -> PortError:

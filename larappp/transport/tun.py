@@ -37,7 +37,7 @@ from typing import Self
 
 from larappp.errors import ConfigError, NetworkSetupError
 
-__all__ = ["TUN_DEVICE", "Tun"]
+__all__ = ["TUN_BATCH", "TUN_DEVICE", "Tun"]
 
 TUN_DEVICE = "/dev/net/tun"
 TUNSETIFF = 0x400454CA  # _IOW('T', 202, int), linux/if_tun.h
@@ -46,6 +46,8 @@ IFF_NO_PI = 0x1000
 SIOCSIFMTU = 0x8922  # linux/sockios.h
 SIOCGIFMTU = 0x8921
 IFNAMSIZ = 16
+#: the most packets one wakeup of `start_reading()` delivers
+TUN_BATCH = 64
 _IFREQ = "16sH14x"  # struct ifreq: name, flags (union padded to 24 bytes)
 _IFREQ_INT = "16si12x"
 
@@ -205,7 +207,7 @@ class Tun:
 
     # -- the data path: packets delivered from the loop's reader, in batches -------------
     def start_reading(
-        self, on_packets: Callable[[list[bytes]], None], on_error: Callable[[OSError], None], *, batch: int = 64
+        self, on_packets: Callable[[list[bytes]], None], on_error: Callable[[OSError], None], *, batch: int = TUN_BATCH
     ) -> None:
         """Call `on_packets` with every packet waiting (up to `batch` per wakeup) until stopped.
 

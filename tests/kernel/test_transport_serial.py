@@ -274,3 +274,53 @@ def test_open_twice_without_close_is_refused(pty: Pty) -> None:
             await pipe.close()
 
     run_bounded(scenario)
+
+
+def test_a_paused_reader_gets_all_that_waited_in_one_delivery(pty: Pty) -> None:
+    """The data path's rest: while paused the tty holds what arrives; resumed, one wakeup
+    delivers all of it (several tty reads of at most 4095 octets, joined)."""
+
+    async def scenario() -> None:
+        pipe = SerialPipe(pty.path)
+        await pipe.open()
+        deliveries: list[bytes] = []
+        closed: list[PortClosed] = []
+        try:
+            pipe.start_reading(deliveries.append, closed.append)
+            assert pipe.pause_reading()
+            payload = bytes(range(256)) * 40  # 10 kB: more than one n_tty buffer
+            await fd_write_all(pty.master, payload)
+            await asyncio.sleep(0.05)
+            assert deliveries == []
+            pipe.resume_reading()
+            deadline = asyncio.get_running_loop().time() + 2
+            while sum(map(len, deliveries)) < len(payload):
+                assert asyncio.get_running_loop().time() < deadline, deliveries
+                await asyncio.sleep(0.01)
+            assert b"".join(deliveries) == payload
+            assert len(deliveries[0]) > 4095
+            assert closed == []
+        finally:
+            await pipe.close()
+
+    run_bounded(scenario)
+
+
+def test_try_write_takes_what_fits_and_never_waits(pty: Pty) -> None:
+    async def scenario() -> None:
+        pipe = SerialPipe(pty.path)
+        await pipe.open()
+        try:
+            assert pipe.try_write(b"AT\r") == 3
+            assert await fd_read_exact(pty.master, 3) == b"AT\r"
+            written = [pipe.try_write(bytes(4096)) for _ in range(64)]  # nobody reads the master
+            assert written[0] > 0 and written[-1] == 0
+            total = sum(written)
+            assert await fd_read_exact(pty.master, total) == bytes(total)
+            pty.close_master()
+            with pytest.raises(PortClosed):
+                pipe.try_write(b"AT\r")
+        finally:
+            await pipe.close()
+
+    run_bounded(scenario)
