@@ -120,6 +120,11 @@ class BuiltinPppEngine(PppEngine):
         self._stalled: asyncio.TimerHandle | None = None
         #: while the port and the TUN rest after a wakeup that found little (COALESCE_S)
         self._resting: asyncio.TimerHandle | None = None
+        #: while a rest's end delivers what waited: one write to the port for all of it
+        self._holding_writes = False
+        #: the last delivery of the port (of the TUN) was a full one: no rest while either is
+        #: busy (a TCP download's ACKs are few, its data is not)
+        self._port_busy = self._tun_busy = False
         #: the host queue's counters (tc), refreshed while the session runs
         self._host_queue: dict[str, int] = {}
         self._actions: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -260,8 +265,8 @@ class BuiltinPppEngine(PppEngine):
         try:
             self.link.receive_data(data, self._clock())
             self._process_events()
-            if len(data) < COALESCE_BELOW:
-                self._rest()
+            self._port_busy = len(data) >= COALESCE_BELOW
+            self._rest()
         except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
             self._pump_failed("serial-in", exc)
 
@@ -283,8 +288,8 @@ class BuiltinPppEngine(PppEngine):
                     # Full: leave packets in the kernel's queue until the port takes some.
                     self.tun.pause_reading()
                     self._stalled = asyncio.get_running_loop().call_later(MAX_WAIT, self._queue_stalled)
-            if len(packets) < TUN_BATCH:
-                self._rest()
+            self._tun_busy = len(packets) >= TUN_BATCH
+            self._rest()
         except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
             self._pump_failed("tun-in", exc)
 
@@ -296,9 +301,9 @@ class BuiltinPppEngine(PppEngine):
         return self.link.queued_data_octets + self._writing
 
     def _rest(self) -> None:
-        """Read neither the port nor the TUN for COALESCE_S: what arrives meanwhile waits in
-        the kernel and is taken by one wakeup."""
-        if self._resting is not None:
+        """Unless either is busy, read neither the port nor the TUN for COALESCE_S: what
+        arrives meanwhile waits in the kernel and is taken by one wakeup."""
+        if self._resting is not None or self._port_busy or self._tun_busy:
             return
         self.pipe.pause_reading()
         if self.tun is not None:
@@ -306,10 +311,23 @@ class BuiltinPppEngine(PppEngine):
         self._resting = asyncio.get_running_loop().call_later(COALESCE_S, self._rested)
 
     def _rested(self) -> None:
+        """The rest is over: take what waited in the port and the TUN now (no loop round
+        trip, one write for both). A stream that is still small rests again at once
+        without the readers ever being registered; otherwise the readers wait again."""
         self._resting = None
-        self.pipe.resume_reading()
-        if self.tun is not None and self._stalled is None:
-            self.tun.resume_reading()
+        tun = self.tun if self._stalled is None else None
+        self._holding_writes = True
+        try:
+            self.pipe.deliver_waiting()
+            if tun is not None:
+                tun.deliver_waiting()
+        finally:
+            self._holding_writes = False
+        self._flush()
+        if self._resting is None:  # nothing came, or a lot: back to the loop's readers
+            self.pipe.resume_reading()
+            if tun is not None and self._stalled is None:
+                tun.resume_reading()
 
     @property
     def _engine_paces(self) -> bool:
@@ -320,6 +338,8 @@ class BuiltinPppEngine(PppEngine):
     def _flush(self) -> None:
         """Write what the link has for the port now, without waiting, while the port takes
         it; the writer task takes over when the port is full or the engine paces itself."""
+        if self._holding_writes:
+            return  # _rested flushes once for everything it delivered
         if self._writer_busy or self._unsent or self._engine_paces:
             self._kick.set()
             return
@@ -518,9 +538,10 @@ class BuiltinPppEngine(PppEngine):
                     self._fail(no_router_advertisement(self.options.ifname, sev.reason))
                 else:
                     self._actions.put_nowait(("slaac", sev))
+        if self.link.has_control_to_send:
+            control = True
         if self.link.has_data_to_send:
             self._flush()
-            control = True
         if control or self._timer is None:
             self._schedule_timer()
 

@@ -104,6 +104,10 @@ class Pipe(abc.ABC):
     def resume_reading(self) -> None:
         """Deliver again after `pause_reading()`; safe when not paused."""
 
+    def deliver_waiting(self) -> None:
+        """Hand what the port holds now to the `start_reading()` callback at once, paused
+        or not, without waiting for the loop (nothing where this pipe cannot)."""
+
     @abc.abstractmethod
     async def write(self, data: bytes) -> None:
         """Write all of `data` (waiting while flow control holds it); PortClosed if gone."""

@@ -87,7 +87,7 @@ class _OpenPort:
     waiters: set[asyncio.Future[None]] = field(default_factory=set)
     #: while start_reading() delivers: tells the reader that close() ended it
     reader: Callable[[], None] | None = None
-    #: ... and the loop's reader callback (removed while paused)
+    #: ... and the loop's reader callback (not registered while paused)
     readable: Callable[[], None] | None = None
     paused: bool = False
 
@@ -301,6 +301,12 @@ class SerialPipe(Pipe):
         if port is not None and port.readable is not None and port.paused:
             port.paused = False
             asyncio.get_running_loop().add_reader(port.fd, port.readable)
+
+    def deliver_waiting(self) -> None:
+        """One reader wakeup's work now: what the tty holds goes to the callback."""
+        port = self._port
+        if port is not None and port.readable is not None:
+            port.readable()
 
     async def stop_reading(self) -> None:
         """Stop calling back; safe when not reading."""

@@ -232,6 +232,11 @@ class Tun:
             self._reader_loop = asyncio.get_running_loop()
             self._reader_loop.add_reader(self._fd, self._readable)
 
+    def deliver_waiting(self) -> None:
+        """Deliver what the kernel has queued now, paused or not (one wakeup's work)."""
+        if self._on_packets is not None and self._fd >= 0:
+            self._readable()
+
     def stop_reading(self) -> None:
         """Stop delivering packets; safe when not reading."""
         self.pause_reading()

@@ -324,6 +324,12 @@ class PppLink:
         """Whether `data_to_send()` has octets for the line (no need to wake a writer otherwise)."""
         return bool(self._control_out or self._data_out)
 
+    @property
+    def has_control_to_send(self) -> bool:
+        """Whether control frames (LCP, authentication, NCP) wait to be sent: only these
+        start or move a timer."""
+        return bool(self._control_out)
+
     def data_to_send(self, data_budget: int | None = None) -> bytes:
         """Octets to write to the line (frames back to back, sharing flags): every queued
         control frame first, so LCP, authentication and NCP never wait behind IP packets,
