@@ -52,9 +52,11 @@ _LARGEST_FRAME = 2 * 1500 + 16
 #: stream (a packet every ~1 ms) then wakes the engine every few ms, not per packet, and a
 #: packet waits at most this much longer (issue 10: < 100 ms added under load)
 COALESCE_S = 0.004
-#: a wakeup that read at least this much from the port does not rest: the link is busier
-#: than a rest allows (a pty holds about 14 kB), so it is read again at once
+#: a wakeup that read at least this much from the port shows a link busier than rests
+#: allow (a pty holds about 18 kB: 4 ms of 36 Mbit/s): no rest for BUSY_HOLD after it, so
+#: bulk downloads run at the pty's pace, not the rests'
 COALESCE_BELOW = 8192
+BUSY_HOLD = 0.05
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,12 @@ class BuiltinPppEngine(PppEngine):
         self._resting: asyncio.TimerHandle | None = None
         #: while a rest's end delivers what waited: one write to the port for all of it
         self._holding_writes = False
-        #: the last delivery of the port (of the TUN) was a full one: no rest while either is
-        #: busy (a TCP download's ACKs are few, its data is not)
-        self._port_busy = self._tun_busy = False
+        #: no rest before this (BUSY_HOLD after a full read of the port)
+        self._busy_until = 0.0
+        #: the TUN rests too only where the uplink is paced: its rate is bounded then, and
+        #: tc hands packets over one at a time. Unpaced, TCP's small-queue limit keeps a
+        #: bulk upload's packets few per wakeup, so resting the TUN would throttle it.
+        self._tun_rests = self.options.uplink_kbit > 0
         #: the host queue's counters (tc), refreshed while the session runs
         self._host_queue: dict[str, int] = {}
         self._actions: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -263,9 +268,11 @@ class BuiltinPppEngine(PppEngine):
         if "serial-in" not in self._callbacks:
             return
         try:
-            self.link.receive_data(data, self._clock())
+            now = self._clock()
+            self.link.receive_data(data, now)
             self._process_events()
-            self._port_busy = len(data) >= COALESCE_BELOW
+            if len(data) >= COALESCE_BELOW:
+                self._busy_until = now + BUSY_HOLD
             self._rest()
         except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
             self._pump_failed("serial-in", exc)
@@ -288,8 +295,8 @@ class BuiltinPppEngine(PppEngine):
                     # Full: leave packets in the kernel's queue until the port takes some.
                     self.tun.pause_reading()
                     self._stalled = asyncio.get_running_loop().call_later(MAX_WAIT, self._queue_stalled)
-            self._tun_busy = len(packets) >= TUN_BATCH
-            self._rest()
+            if self._tun_rests and len(packets) < TUN_BATCH:
+                self._rest()
         except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
             self._pump_failed("tun-in", exc)
 
@@ -303,10 +310,10 @@ class BuiltinPppEngine(PppEngine):
     def _rest(self) -> None:
         """Unless either is busy, read neither the port nor the TUN for COALESCE_S: what
         arrives meanwhile waits in the kernel and is taken by one wakeup."""
-        if self._resting is not None or self._port_busy or self._tun_busy:
+        if self._resting is not None or self._clock() < self._busy_until:
             return
         self.pipe.pause_reading()
-        if self.tun is not None:
+        if self.tun is not None and self._tun_rests:
             self.tun.pause_reading()
         self._resting = asyncio.get_running_loop().call_later(COALESCE_S, self._rested)
 
@@ -315,7 +322,7 @@ class BuiltinPppEngine(PppEngine):
         trip, one write for both). A stream that is still small rests again at once
         without the readers ever being registered; otherwise the readers wait again."""
         self._resting = None
-        tun = self.tun if self._stalled is None else None
+        tun = self.tun if self._stalled is None and self._tun_rests else None
         self._holding_writes = True
         try:
             self.pipe.deliver_waiting()
