@@ -52,10 +52,12 @@ _LARGEST_FRAME = 2 * 1500 + 16
 #: stream (a packet every ~1 ms) then wakes the engine every few ms, not per packet, and a
 #: packet waits at most this much longer (issue 10: < 100 ms added under load)
 COALESCE_S = 0.004
-#: a wakeup that read at least this much from the port shows a link busier than rests
-#: allow (a pty holds about 18 kB: 4 ms of 36 Mbit/s): no rest for BUSY_HOLD after it, so
-#: bulk downloads run at the pty's pace, not the rests'
+#: a read of at least COALESCE_BELOW octets arriving faster than BULK_RATE shows a link
+#: busier than rests allow (a pty holds about 18 kB: 4 ms of 36 Mbit/s): no rest for
+#: BUSY_HOLD after it, so bulk downloads run at the pty's pace, not the rests'. The rate,
+#: not the size alone, decides: a rest that ends late (a loaded host) finds more waiting.
 COALESCE_BELOW = 8192
+BULK_RATE = 3_000_000  # octets/s: 24 Mbit/s, twice the Cat 1 downlink
 BUSY_HOLD = 0.05
 
 
@@ -124,8 +126,10 @@ class BuiltinPppEngine(PppEngine):
         self._resting: asyncio.TimerHandle | None = None
         #: while a rest's end delivers what waited: one write to the port for all of it
         self._holding_writes = False
-        #: no rest before this (BUSY_HOLD after a full read of the port)
+        #: no rest before this (BUSY_HOLD after a bulk read of the port)
         self._busy_until = 0.0
+        #: when the port's previous delivery came (the rate of the next one)
+        self._port_read_at = 0.0
         #: the TUN rests too only where the uplink is paced: its rate is bounded then, and
         #: tc hands packets over one at a time. Unpaced, TCP's small-queue limit keeps a
         #: bulk upload's packets few per wakeup, so resting the TUN would throttle it.
@@ -271,8 +275,9 @@ class BuiltinPppEngine(PppEngine):
             now = self._clock()
             self.link.receive_data(data, now)
             self._process_events()
-            if len(data) >= COALESCE_BELOW:
+            if len(data) >= COALESCE_BELOW and len(data) > BULK_RATE * (now - self._port_read_at):
                 self._busy_until = now + BUSY_HOLD
+            self._port_read_at = now
             self._rest()
         except Exception as exc:  # noqa: BLE001 - a callback's error would only reach the loop's log
             self._pump_failed("serial-in", exc)
