@@ -13,10 +13,11 @@ moved only when a deadline moves earlier.
 
 Flow control: the uplink (TUN -> module) is paced by the kernel's tc on the TUN
 (HostInterface.pace_uplink), so the host's queue is where packets wait and drop (app note
-§4: the module drops what the radio cannot send, even with RTS/CTS). Only where the kernel
-could not shape does the engine pace its writes itself (a token bucket in the writer
-task). Either way the engine's own queue is bounded in octets (`UplinkQueue`: QUEUE_TIME
-at the paced rate) and in time (IP frames that could not leave for MAX_WAIT are dropped
+§4: the module drops what the radio cannot send, even with RTS/CTS). The engine keeps one
+budget at the paced rate, checked once per write rather than per frame: behind tc it only
+stops a backlog that piled up while the engine was starved of CPU from leaving in one
+burst; where tc could not shape, it is the pacing. The engine's own queue is bounded in
+octets (`UplinkQueue`: QUEUE_TIME at the paced rate) and in time (IP frames that could not leave for MAX_WAIT are dropped
 and counted): the TUN is not read while it is full, so the kernel queues, not larappp.
 Control frames (LCP, authentication, NCP) never wait behind IP frames: the link sends
 them first, and IP frames leave in chunks, so at most one chunk is ahead of a control frame.
@@ -48,6 +49,10 @@ UNPACED_QUEUE_OCTETS = 64 * 1024
 MAX_WAIT = 1.0
 #: a frame of the largest MRU, escaped in the worst case
 _LARGEST_FRAME = 2 * 1500 + 16
+#: the most the engine's budget at the paced rate holds: what may leave at once after the
+#: engine was held up (a starved process, a late timer). Small against a module's buffer
+#: (the simulator's default is 16 kB), never less than two frames
+BURST_TIME = 0.01
 #: after a wakeup that found little to carry, the port and the TUN rest this long: a Cat 1
 #: stream (a packet every ~1 ms) then wakes the engine every few ms, not per packet, and a
 #: packet waits at most this much longer (issue 10: < 100 ms added under load)
@@ -113,13 +118,18 @@ class BuiltinPppEngine(PppEngine):
         self._writing = 0
         #: what a non-blocking write left over (the port was full): the writer task sends it
         self._unsent = b""
-        #: while the writer task holds the port (a write waits, or the engine paces itself)
+        #: while the writer task holds the port (a write the port did not take at once)
         self._writer_busy = False
-        #: the writer's own token bucket at the paced rate (octets it may write now), used
-        #: only where the kernel does not pace: after the engine was starved of CPU, what
-        #: piled up leaves at the rate, not in one burst
-        self._tokens = float(self.uplink.chunk)
+        #: the paced rate in octets/s (0: not paced) and the octets it allows now, refilled
+        #: once per write, not per frame, up to BURST_TIME: where tc paces, what piled up
+        #: while the engine was starved of CPU still leaves at the rate, not in one burst;
+        #: where tc could not, this is the pacing
+        self._rate = self.options.uplink_kbit * 1000 / 8
+        self._burst = max(2.0 * _LARGEST_FRAME, self._rate * BURST_TIME)
+        self._tokens = self._burst
         self._tokens_at = self._clock()
+        #: while IP frames wait for the rate to allow them: the flush that sends them
+        self._paced: asyncio.TimerHandle | None = None
         #: while the TUN is not read because the queue is full: the MAX_WAIT timer
         self._stalled: asyncio.TimerHandle | None = None
         #: while the port and the TUN rest after a wakeup that found little (COALESCE_S)
@@ -196,9 +206,10 @@ class BuiltinPppEngine(PppEngine):
         if self._stalled is not None:
             self._stalled.cancel()
             self._stalled = None
-        if self._resting is not None:
-            self._resting.cancel()
-            self._resting = None
+        for handle in (self._resting, self._paced):
+            if handle is not None:
+                handle.cancel()
+        self._resting = self._paced = None
         self.pipe.unwatch_carrier()
         await self.pipe.stop_reading()
         if self.tun is not None:
@@ -249,7 +260,7 @@ class BuiltinPppEngine(PppEngine):
                 "paced_kbit": self.options.uplink_kbit,
                 # who paces: the kernel's tc on the interface, the engine itself where tc
                 # could not, or nobody (pacing off)
-                "paced_by": "engine" if self._engine_paces else "tc" if self.options.uplink_kbit > 0 else "off",
+                "paced_by": self._paced_by,
                 "host_queue": self._host_queue,
                 "engine_queue_limit": self.uplink.limit,
                 "engine_queued": self._backlog(),
@@ -342,22 +353,45 @@ class BuiltinPppEngine(PppEngine):
                 tun.resume_reading()
 
     @property
-    def _engine_paces(self) -> bool:
-        """Whether the writer paces the uplink itself: pacing is on and the kernel's tc does
-        not do it (not yet set up at link-up, or refused)."""
-        return self.options.uplink_kbit > 0 and self.host.shaper.bucket is None
+    def _paced_by(self) -> str:
+        """Who paces the uplink: the kernel's tc on the interface, the engine alone where tc
+        could not (not set up yet, or refused), or nobody (pacing off)."""
+        if not self._rate:
+            return "off"
+        return "tc" if self.host.shaper.bucket is not None else "engine"
+
+    def _take(self) -> bytes:
+        """What goes to the port now: the control frames, and the IP frames the paced rate
+        allows (at least one frame once any is allowed; the debt is paid before the next)."""
+        link = self.link
+        rate = self._rate
+        if not rate:
+            return link.data_to_send(self.uplink.chunk)
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1.0 and not link.has_control_to_send:
+            if link.has_data_to_send and self._paced is None:
+                self._paced = asyncio.get_running_loop().call_later((1.0 - self._tokens) / rate, self._pace_due)
+            return b""
+        data = link.data_to_send(max(int(self._tokens), 1))
+        self._tokens -= len(data)
+        return data
+
+    def _pace_due(self) -> None:
+        self._paced = None
+        self._flush()
 
     def _flush(self) -> None:
         """Write what the link has for the port now, without waiting, while the port takes
-        it; the writer task takes over when the port is full or the engine paces itself."""
+        it; the writer task takes over when the port is full or writes only by awaiting."""
         if self._holding_writes:
             return  # _rested flushes once for everything it delivered
-        if self._writer_busy or self._unsent or self._engine_paces:
+        if self._writer_busy or self._unsent:
             self._kick.set()
             return
-        link, chunk = self.link, self.uplink.chunk
         try:
-            while data := link.data_to_send(chunk):
+            while data := self._take():
                 written = self.pipe.try_write(data)
                 if written is None or written < len(data):
                     self._unsent = data[written or 0 :]
@@ -388,19 +422,16 @@ class BuiltinPppEngine(PppEngine):
 
     async def _writer(self) -> None:
         """Writes what `_flush` could not: the rest of a write the port did not take at
-        once, and every write while the engine paces itself or the pipe cannot write
-        without waiting."""
+        once, and every write where the pipe cannot write without waiting."""
         while True:
             await self._kick.wait()
             self._kick.clear()
             self._writer_busy = True
             try:
                 # Control frames queued during a write go first in the next one (PppLink).
-                while data := self._unsent or self.link.data_to_send(self.uplink.chunk):
+                while data := self._unsent or self._take():
                     self._unsent = b""
                     self._writing = len(data)
-                    if self._engine_paces:
-                        await self._wait_for_tokens(len(data))
                     try:
                         await self.pipe.write(data)
                     except PortClosed as exc:
@@ -412,32 +443,6 @@ class BuiltinPppEngine(PppEngine):
                         self._resume_tun()
             finally:
                 self._writer_busy = False
-
-    def _write_budget(self) -> int:
-        """Octets of IP frames the next write may take: a chunk, and paced no more than the
-        tokens allow (at least one frame): after the engine was starved of CPU what piled
-        up leaves at the rate, `burst` at a time, not a whole chunk into the module's buffer."""
-        if self.options.uplink_kbit <= 0:
-            return self.uplink.chunk
-        self._refill_tokens()
-        return max(1, min(self.uplink.chunk, int(self._tokens)))
-
-    def _refill_tokens(self) -> None:
-        now = self._clock()
-        rate = self.options.uplink_kbit * 1000 / 8
-        self._tokens = min(float(self.uplink.burst), self._tokens + (now - self._tokens_at) * rate)
-        self._tokens_at = now
-
-    async def _wait_for_tokens(self, size: int) -> None:
-        """Hold a write until the paced rate allows it."""
-        rate = self.options.uplink_kbit * 1000 / 8
-        now = self._clock()
-        self._tokens = min(float(self.uplink.chunk), self._tokens + (now - self._tokens_at) * rate)
-        self._tokens_at = now
-        if self._tokens < size:
-            await asyncio.sleep((size - self._tokens) / rate)
-            self._refill_tokens()
-        self._tokens -= size
 
     async def _queue_watch(self) -> None:
         """Keeps the host queue's counters (tc) for status(); they need a netlink call."""

@@ -1,5 +1,5 @@
-"""Who paces the uplink (issue 10): the kernel's tc where it can, the engine only where it
-cannot, never both; paced either way, and the engine's queue stays bounded.
+"""Who paces the uplink (issue 10): the kernel's tc where it can, the engine's own budget
+where tc cannot; paced either way, and the engine's queue stays bounded.
 
 A burst of UDP datagrams from a socket in the namespace must reach the module spread out
 at the paced rate, not at the pipe's speed.
@@ -44,7 +44,7 @@ async def burst_arrival(rig: EngineRig) -> tuple[int, float]:
     return len(arrivals), (arrivals[-1] - arrivals[0]) if arrivals else 0.0
 
 
-def test_the_kernel_paces_and_the_engine_does_not(netns: str, tmp_path: Path) -> None:
+def test_the_kernel_paces_where_it_can(netns: str, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with EngineRig(netns, tmp_path, uplink_kbit=PACED_KBIT) as rig:
             await rig.engine.wait_up(10)
