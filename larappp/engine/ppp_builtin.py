@@ -371,7 +371,8 @@ class BuiltinPppEngine(PppEngine):
         self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * rate)
         self._tokens_at = now
         if self._tokens < 1.0 and not link.has_control_to_send:
-            if link.has_data_to_send and self._paced is None:
+            # the end of a rest flushes anyway: no timer of its own then
+            if link.has_data_to_send and self._paced is None and self._resting is None:
                 self._paced = asyncio.get_running_loop().call_later((1.0 - self._tokens) / rate, self._pace_due)
             return b""
         data = link.data_to_send(max(int(self._tokens), 1))
