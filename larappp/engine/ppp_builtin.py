@@ -17,8 +17,8 @@ Flow control: the uplink (TUN -> module) is paced by the kernel's tc on the TUN
 budget at the paced rate, checked once per write rather than per frame: behind tc it only
 stops a backlog that piled up while the engine was starved of CPU from leaving in one
 burst; where tc could not shape, it is the pacing. The engine's own queue is bounded in
-octets (`UplinkQueue`: QUEUE_TIME at the paced rate) and in time (IP frames that could not leave for MAX_WAIT are dropped
-and counted): the TUN is not read while it is full, so the kernel queues, not larappp.
+octets (`UplinkQueue`: QUEUE_TIME at the paced rate) and in time (IP frames that could
+not leave for MAX_WAIT are dropped and counted): the TUN is not read while it is full, so the kernel queues, not larappp.
 Control frames (LCP, authentication, NCP) never wait behind IP frames: the link sends
 them first, and IP frames leave in chunks, so at most one chunk is ahead of a control frame.
 """
@@ -37,6 +37,7 @@ from larappp.proto.ipv6 import slaac
 from larappp.proto.ppp import events as ev
 from larappp.proto.ppp.config import LinkConfig
 from larappp.proto.ppp.link import PppLink
+from larappp.transport.shaping import BURST_TIME
 from larappp.transport.tun import TUN_BATCH, Tun
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,6 @@ UNPACED_QUEUE_OCTETS = 64 * 1024
 MAX_WAIT = 1.0
 #: a frame of the largest MRU, escaped in the worst case
 _LARGEST_FRAME = 2 * 1500 + 16
-#: the most the engine's budget at the paced rate holds: what may leave at once after the
-#: engine was held up (a starved process, a late timer). Small against a module's buffer
-#: (the simulator's default is 16 kB), never less than two frames
-BURST_TIME = 0.01
 #: after a wakeup that found little to carry, the port and the TUN rest this long: a Cat 1
 #: stream (a packet every ~1 ms) then wakes the engine every few ms, not per packet, and a
 #: packet waits at most this much longer (issue 10: < 100 ms added under load)
@@ -121,11 +118,12 @@ class BuiltinPppEngine(PppEngine):
         #: while the writer task holds the port (a write the port did not take at once)
         self._writer_busy = False
         #: the paced rate in octets/s (0: not paced) and the octets it allows now, refilled
-        #: once per write, not per frame, up to BURST_TIME: where tc paces, what piled up
-        #: while the engine was starved of CPU still leaves at the rate, not in one burst;
-        #: where tc could not, this is the pacing
+        #: once per write, not per frame: where tc paces, what piled up while the engine was
+        #: starved of CPU still leaves at the rate, not in one burst; where tc could not,
+        #: this is the pacing. It holds one rest's worth at the rate (the engine writes
+        #: once a rest) and the tbf burst (`UplinkQueue.burst`) above that, no more.
         self._rate = self.options.uplink_kbit * 1000 / 8
-        self._burst = max(2.0 * _LARGEST_FRAME, self._rate * BURST_TIME)
+        self._burst = self.uplink.burst + self._rate * COALESCE_S
         self._tokens = self._burst
         self._tokens_at = self._clock()
         #: while IP frames wait for the rate to allow them: the flush that sends them

@@ -334,6 +334,10 @@ class SerialPipe(Pipe):
                     raise self._gone(exc) from exc
                 view = view[written:]
 
+    def tty_fd(self) -> int | None:
+        """The device's file descriptor while open: pppd can take the tty itself."""
+        return self._port.fd if self._port is not None else None
+
     def try_write(self, data: bytes | memoryview) -> int:
         """One non-blocking os.write: the octets the tty took (0 when full or while an
         awaited `write()` holds the port, whose octets must stay in order)."""
