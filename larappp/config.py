@@ -122,6 +122,9 @@ class SessionConfig:
     #: router mode: masquerade IPv4 leaving this link, translated ports outside modem.embpf
     #: (app note §4.3, figure 5; larappp.nftrules)
     nat: bool = False
+    #: drop IPv6 arriving on this link except replies and the ICMPv6 IPv6 needs (app note
+    #: §4.1.2: the global address is otherwise open to the internet; RFC 4890)
+    firewall_ipv6: bool = False
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -467,6 +470,7 @@ class _Reader:
             lcp_echo_interval=echo_interval,
             lcp_echo_failure=echo_failure,
             nat=self._get(w, t, "nat", bool, False),
+            firewall_ipv6=self._get(w, t, "firewall_ipv6", bool, False),
         )
 
     def _redial_policy(self, w: str, t: dict[str, Any]) -> dict[str, Any]:

@@ -39,13 +39,15 @@ class InterfaceState:
     dns: list[str] = field(default_factory=list)
     #: what was not done as configured, and why (e.g. a default route the host already has)
     warnings: list[str] = field(default_factory=list)
+    #: the session's nftables table and what it holds ("inet larappp_lara1: nat, firewall_ipv6")
+    nftables: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
             "ifname": self.ifname, "ipv4": self.ipv4, "ipv4_peer": self.ipv4_peer,
             "ipv6_link_local": self.ipv6_link_local, "ipv6_global": list(self.ipv6_global),
             "ipv6_router": self.ipv6_router, "mtu": self.mtu, "dns": list(self.dns),
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings), "nftables": self.nftables,
         }
 
 
@@ -62,9 +64,11 @@ class HostInterface:
         dns_dir: str | Path = "/run/larappp/resolv.conf.d",
         nat: bool = False,
         embpf: str | None = None,
+        firewall_ipv6: bool = False,
     ) -> None:
         """`nat`: masquerade IPv4 leaving the interface, with translated ports outside the
-        module's `embpf` range (router mode, app note §4.3)."""
+        module's `embpf` range (router mode, app note §4.3); `firewall_ipv6`: drop IPv6
+        arriving on it but replies and needed ICMPv6 (app note §4.1.2, RFC 4890)."""
         self.ifname = ifname
         self.default_route = default_route
         self.metric = metric
@@ -75,7 +79,8 @@ class HostInterface:
         #: the kernel's pacing of this interface's uplink (pace_uplink), removed by close
         self.shaper = UplinkShaper(ifname)
         #: the session's nftables table (larappp.nftrules), put in by open, removed by close
-        self.table = SessionTable(ifname, nat=nat, embpf=PortRange.parse(embpf) if embpf else None)
+        self.table = SessionTable(ifname, nat=nat, embpf=PortRange.parse(embpf) if embpf else None,
+                                  firewall_ipv6=firewall_ipv6)
         self._dns_v4: list[IPv4Address] = []
         self._dns_v6: list[IPv6Address] = []
         self._opened = False
@@ -86,7 +91,8 @@ class HostInterface:
         self._opened = True
         if self.table.wanted:
             await self.table.install(self._record)
-            log.info("%s: nftables table %s in place", self.ifname, self.table.name)
+            self.state.nftables = self.table.describe()
+            log.info("%s: nftables table %s in place", self.ifname, self.state.nftables)
 
     # -- link --------------------------------------------------------------------------
     async def prepare(self, *, ipv6: bool) -> None:

@@ -7,6 +7,11 @@ ip_local_reserved_ports, so a reply to a port of the module's +UEMBPF range woul
 the module's embedded applications. `session_table` masquerades what leaves the link
 with explicit port ranges outside that range (lara_r6.ports.nat_port_plan).
 
+App note §4.1.2: the DTE's global IPv6 address is reachable from the whole internet and
+nothing filters what comes in. `firewall_rules` drops IPv6 arriving on the link (for the
+host and for what it forwards) except replies to its own flows and the ICMPv6 that IPv6
+cannot work without (RFC 4890).
+
 Each session gets one table of its own, `inet larappp_<ifname>`: created and replaced
 in one transaction, removed whole.
 """
@@ -36,6 +41,7 @@ __all__ = [
     "NatRule",
     "delete_table",
     "find_nat_rules",
+    "firewall_rules",
     "session_table",
     "table_name",
 ]
@@ -105,12 +111,59 @@ def nat_rules(ifname: str, embpf: PortRange | None) -> list[Command]:
     return commands
 
 
-def session_table(ifname: str, *, nat: bool, embpf: PortRange | None) -> list[Command]:
+#: ICMPv6 errors and echo, which RFC 4890 §4.3.1 and §4.4.1 say must (errors) or should
+#: (echo) not be dropped, to the host or through it; unrelated errors too (Path MTU
+#: Discovery needs Packet Too Big from any router on the way)
+ICMPV6_ALWAYS = ("destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem",
+                 "echo-request", "echo-reply")
+#: Neighbour Discovery from the link: the module's Router Advertisements above all (the
+#: kernel takes them with a hop limit of 255 only, RFC 4861 §6.1.2, §7.1)
+ICMPV6_ND = ("nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert")
+#: Multicast Listener Discovery, link-local only (RFC 4890 §4.4.1)
+ICMPV6_MLD = ("mld-listener-query", "mld-listener-report", "mld-listener-done", "mld2-listener-report")
+#: one base chain per hook: IPv6 from the link goes to the regular chain of the same name
+FIREWALL_CHAINS = {"input": "inbound", "forward": "inbound_forward"}
+
+
+def _icmpv6(types: Sequence[str]) -> Command:
+    return _match({"payload": {"protocol": "icmpv6", "field": "type"}}, {"set": list(types)})
+
+
+def firewall_rules(ifname: str) -> list[Command]:
+    """IPv6 arriving on `ifname`, to the host (input) and through it (forward): replies to its
+    own flows and the ICMPv6 IPv6 needs pass, the rest is counted and dropped."""
+    name = table_name(ifname)
+    replies = [_match({"ct": {"key": "state"}}, ["established", "related"], op="in"), {"accept": None}]
+    commands: list[Command] = []
+    for hook, chain in FIREWALL_CHAINS.items():
+        commands.append({"add": {"chain": {"family": FAMILY, "table": name, "name": chain}}})
+        commands.append(_rule(ifname, chain, replies))
+        commands.append(_rule(ifname, chain, [_icmpv6(ICMPV6_ALWAYS), {"accept": None}]))
+        if hook == "input":  # link-local signalling is for the host, never forwarded
+            hop_limit = _match({"payload": {"protocol": "ip6", "field": "hoplimit"}}, 255)
+            link_local = _match({"payload": {"protocol": "ip6", "field": "saddr"}},
+                                {"prefix": {"addr": "fe80::", "len": 10}})
+            commands.append(_rule(ifname, chain, [hop_limit, _icmpv6(ICMPV6_ND), {"accept": None}]))
+            commands.append(_rule(ifname, chain, [link_local, _icmpv6(ICMPV6_MLD), {"accept": None}]))
+        commands.append(_rule(ifname, chain, [{"counter": None}, {"drop": None}]))
+        commands.append({"add": {"chain": {
+            "family": FAMILY, "table": name, "name": hook, "type": "filter", "hook": hook, "prio": 0,
+            "policy": "accept",
+        }}})
+        commands.append(_rule(ifname, hook, [
+            _match(_meta("iifname"), ifname), _match(_meta("nfproto"), "ipv6"), {"jump": {"target": chain}},
+        ]))
+    return commands
+
+
+def session_table(ifname: str, *, nat: bool, embpf: PortRange | None, firewall_ipv6: bool = False) -> list[Command]:
     """Commands that create the session's table, replacing one a killed larappp left, in one
     transaction (nothing half-made stays when nft refuses a rule)."""
     commands: list[Command] = [*delete_table(ifname), {"add": _table(ifname)}]
     if nat:
         commands += nat_rules(ifname, embpf)
+    if firewall_ipv6:
+        commands += firewall_rules(ifname)
     return commands
 
 

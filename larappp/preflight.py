@@ -137,15 +137,21 @@ def host_ports_before_up(config: Config) -> list[str]:
     return [f"host ports: {first}"] + ([] if ok else [f"host ports: {line}" for line in rest])
 
 
-#: the kernel lists its legacy iptables (x_tables) tables here, "nat" once one was used
-LEGACY_TABLES = Path("/proc/net/ip_tables_names")
+#: the kernel lists its legacy iptables (x_tables) tables here, "nat" once one was used (the
+#: calling thread's namespace: /proc/net is the process's)
+LEGACY_TABLES = Path("/proc/thread-self/net/ip_tables_names")
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
 
 
 def _legacy_nat_table() -> bool:
-    try:
-        return "nat" in LEGACY_TABLES.read_text(encoding="ascii").split()
-    except OSError:
-        return False
+    return "nat" in _read(LEGACY_TABLES).split()
 
 
 def check_nat(config: Config) -> tuple[bool, str]:
@@ -170,6 +176,9 @@ def check_nat(config: Config) -> tuple[bool, str]:
         hits = [r for r in foreign if r.hits(embpf)]
         if session.nat:
             lines.append(f"{ifname}: larappp masquerades IPv4 leaving it (nat = true) into ports outside {embpf}")
+            if _read(IP_FORWARD) == "0":
+                lines.append(f"{ifname}: net.ipv4.ip_forward is 0, so nothing from the LAN is routed to it yet: "
+                             "sysctl -w net.ipv4.ip_forward=1 (router mode)")
             lines += [f"{ifname}: {r.describe(embpf)}; larappp's NAT binds flows first "
                       f"(priority {nftrules.NAT_PRIORITY}), so this rule translates none" for r in hits]
             continue
@@ -308,8 +317,10 @@ def check_startable(config: Config, *, run_ppp: bool = True) -> None:
             ok, tun_why = tun_available()
             if not ok:
                 raise NetworkSetupError(tun_why)
-        if session.nat and not nft.installed():
-            raise ConfigError(f"{where} sets nat = true but nft is not installed: {nft.INSTALL_HINT}, or set nat = false")
+        wants = [key for key, on in (("nat", session.nat), ("firewall_ipv6", session.firewall_ipv6)) if on]
+        if wants and not nft.installed():
+            raise ConfigError(f"{where} sets {wants[0]} = true but nft is not installed: {nft.INSTALL_HINT}, "
+                              f"or set {wants[0]} = false")
         tool = {"resolved": "resolvectl", "resolvconf": "resolvconf"}.get(session.dns)
         if tool is not None and shutil.which(tool, path=PINNED_PATH) is None:
             raise ConfigError(f'{where} sets dns = "{session.dns}" but {tool} is not installed: set dns = "auto" or "file"')

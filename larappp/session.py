@@ -57,6 +57,7 @@ def engine_options(
         uplink_kbit=uplink_kbit,
         nat=config.nat,
         embpf=embpf,
+        firewall_ipv6=config.firewall_ipv6,
     )
 
 

@@ -56,6 +56,7 @@ class PppEngine(abc.ABC):
         self.host = HostInterface(
             options.ifname, default_route=options.default_route, metric=options.metric,
             dns_mode=options.dns_mode, dns_dir=options.dns_dir, nat=options.nat, embpf=options.embpf,
+            firewall_ipv6=options.firewall_ipv6,
         )
         self.families_up: set[int] = set()
         self.families_expected: set[int] = set(options.families)

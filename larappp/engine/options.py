@@ -47,6 +47,8 @@ class EngineOptions:
     #: range `embpf` ("6000-6200"; None: any port) (larappp.nftrules)
     nat: bool = False
     embpf: str | None = None
+    #: drop IPv6 arriving on the link except replies and the ICMPv6 IPv6 needs (larappp.nftrules)
+    firewall_ipv6: bool = False
     pppd: PppdOptions = PppdOptions()
 
     def secrets(self) -> list[str]:

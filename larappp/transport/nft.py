@@ -103,18 +103,20 @@ def ruleset() -> dict[str, Any]:
 
 
 class SessionTable:
-    """One session's table (`inet larappp_<ifname>`): NAT on the link; in and out whole."""
+    """One session's table (`inet larappp_<ifname>`): NAT on the link, the IPv6 inbound
+    firewall; in and out whole."""
 
-    def __init__(self, ifname: str, *, nat: bool, embpf: PortRange | None) -> None:
+    def __init__(self, ifname: str, *, nat: bool, embpf: PortRange | None, firewall_ipv6: bool = False) -> None:
         self.ifname = ifname
         self.nat = nat
         self.embpf = embpf
+        self.firewall_ipv6 = firewall_ipv6
         self.installed = False
 
     @property
     def wanted(self) -> bool:
         """Whether the session asks for any rule at all."""
-        return self.nat
+        return self.nat or self.firewall_ipv6
 
     @property
     def name(self) -> str:
@@ -124,7 +126,8 @@ class SessionTable:
         """Create the table (replacing one a killed larappp left); NetworkSetupError when nft
         refuses. `record()` is called while `record()` of this object names the table, before
         it exists: a larappp killed in between leaves a record of nothing, whose removal is harmless."""
-        commands = nftrules.session_table(self.ifname, nat=self.nat, embpf=self.embpf)
+        commands = nftrules.session_table(self.ifname, nat=self.nat, embpf=self.embpf,
+                                          firewall_ipv6=self.firewall_ipv6)
         self.installed = True
         record()
         try:
@@ -144,6 +147,11 @@ class SessionTable:
             return [str(exc)]
         self.installed = False
         return []
+
+    def describe(self) -> str:
+        """The table and what it holds: "inet larappp_lara1: nat, firewall_ipv6"."""
+        parts = [name for name, on in (("nat", self.nat), ("firewall_ipv6", self.firewall_ipv6)) if on]
+        return f"{nftrules.FAMILY} {self.name}: {', '.join(parts)}"
 
     def record(self) -> dict[str, str] | None:
         """What the host record keeps: the table, while it may exist."""

@@ -195,3 +195,64 @@ def test_nat_is_a_session_setting() -> None:
     assert parse_config(base).sessions[0].nat is False
     with pytest.raises(ConfigError, match=r"session\[0\]\.nat must be true or false"):
         parse_config(base + 'nat = "yes"\n')
+
+
+# -- the IPv6 inbound firewall (app note §4.1.2, RFC 4890) -----------------------------------------
+
+
+def _chains(commands: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["add"]["chain"]["name"]: c["add"]["chain"] for c in commands if "chain" in c.get("add", {})}
+
+
+def _chain_rules(commands: list[dict[str, Any]], chain: str) -> list[list[dict[str, Any]]]:
+    return [c["add"]["rule"]["expr"] for c in commands
+            if "rule" in c.get("add", {}) and c["add"]["rule"]["chain"] == chain]
+
+
+def _icmpv6_types(rule: list[dict[str, Any]]) -> set[str]:
+    return {t for e in rule if "match" in e and e["match"]["left"] == {"payload": {"protocol": "icmpv6", "field": "type"}}
+            for t in e["match"]["right"]["set"]}
+
+
+def test_the_firewall_hooks_input_and_forward_for_ipv6_from_the_link_only() -> None:
+    commands = nftrules.session_table("lara1", nat=False, embpf=None, firewall_ipv6=True)
+    chains = _chains(commands)
+    assert {(c.get("hook"), c.get("policy")) for n, c in chains.items() if n in ("input", "forward")} == {
+        ("input", "accept"), ("forward", "accept")}  # the rest of the host's traffic is not ours to judge
+    for hook, target in (("input", "inbound"), ("forward", "inbound_forward")):
+        assert _chain_rules(commands, hook) == [[
+            {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lara1"}},
+            {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv6"}},
+            {"jump": {"target": target}},
+        ]]
+        rules = _chain_rules(commands, target)
+        assert rules[0] == [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}},
+                            {"accept": None}]
+        assert rules[-1] == [{"counter": None}, {"drop": None}]  # default deny, counted
+        # the chain is complete before the base chain that jumps to it (one transaction either way)
+        names = [c["add"]["chain"]["name"] for c in commands if "chain" in c.get("add", {})]
+        assert names.index(target) < names.index(hook)
+
+
+def test_the_firewall_lets_through_the_icmpv6_ipv6_needs() -> None:
+    commands = nftrules.firewall_rules("lara1")
+    inbound = set().union(*(_icmpv6_types(r) for r in _chain_rules(commands, "inbound")))
+    forward = set().union(*(_icmpv6_types(r) for r in _chain_rules(commands, "inbound_forward")))
+    # RFC 4890 §4.3.1/§4.4.1: errors (PMTUD's Packet Too Big above all) and echo, to and through
+    always = {"destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem", "echo-request",
+              "echo-reply"}
+    assert always <= inbound and always <= forward
+    # Neighbour Discovery (the module's RAs) and MLD: for the host only, never forwarded
+    assert {"nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert", "mld-listener-query"} <= inbound
+    assert not forward & {"nd-router-advert", "nd-neighbor-solicit", "mld-listener-query"}
+    assert "nd-redirect" not in inbound  # RFC 4890 §4.4.4: a redirect may be dropped
+    nd = next(r for r in _chain_rules(commands, "inbound") if "nd-router-advert" in _icmpv6_types(r))
+    assert {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "hoplimit"}}, "right": 255}} in nd
+
+
+def test_nat_and_firewall_share_the_sessions_one_table() -> None:
+    commands = nftrules.session_table("lara1", nat=True, embpf=EMBPF, firewall_ipv6=True)
+    objects = [obj for command in commands for verb in command.values() for obj in verb.items()]
+    tables = {body["name"] if kind == "table" else body["table"] for kind, body in objects}
+    assert tables == {"larappp_lara1"}
+    assert set(_chains(commands)) == {"postrouting", "input", "inbound", "forward", "inbound_forward"}

@@ -226,3 +226,18 @@ def test_a_stale_table_is_replaced_not_doubled(lan: Lan) -> None:
 
     in_netns(lan.router, lambda: asyncio.run(twice()))
     assert _tables(lan) == []
+
+
+@pytest.mark.parametrize(("tool", "says"), [
+    ("iptables-nft", "iptables MASQUERADE in ip nat chain POSTROUTING"),
+    ("iptables-legacy", "iptables-legacy has a nat table here, whose rules nft cannot read"),
+])
+def test_check_names_an_iptables_masquerade_on_the_link(lan: Lan, tool: str, says: str) -> None:
+    if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, check=False).returncode != 0:
+        pytest.skip(f"{tool} is not installed (Debian's iptables package)")
+    lan.run(lan.router, tool, "-t", "nat", "-A", "POSTROUTING", "-o", "lara9", "-j", "MASQUERADE")
+    ok, detail = in_netns(lan.router, lambda: check_nat(_config(nat=False)))
+    assert not ok and says in detail, detail
+    assert "--to-ports" in detail or "set nat = true" in detail, detail
+    ok, detail = in_netns(lan.router, lambda: check_nat(_config(nat=True)))
+    assert ok, detail
