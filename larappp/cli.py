@@ -493,6 +493,8 @@ def session_lines(s: dict[str, Any]) -> list[str]:
             f"    {s['ifname']}: IPv4 {s.get('ipv4') or '-'} peer {s.get('ipv4_peer') or '-'}, IPv6 {v6}, "
             f"DNS {', '.join(s.get('dns') or []) or '-'}"
         )
+    if s.get("nftables"):
+        lines.append(f"    nftables {s['nftables']}")
     lines += [f"    warning: {w}" for w in s.get("warnings") or []]
     if s.get("losses"):
         lines.append(f"    lost {s['losses']} time(s), last: {s.get('last_loss_cause') or '?'}; redials {s.get('redials', 0)}")

@@ -106,7 +106,8 @@ def nat_rules(ifname: str, embpf: PortRange | None) -> list[Command]:
             _match({"payload": {"protocol": "th", "field": "sport"}}, _port_value(rule.sources)),
             {"masquerade": {"port": _port_value(rule.translated)}},
         ]))
-    # The rest has no ports (ICMP's identifiers are not filtered), or, without UEMBPF, may have any.
+    # The rest: no TCP/UDP ports for the module's filter to match (app note §4.3 names TCP
+    # and UDP; ICMP has identifiers), or, without a UEMBPF range, any port will do.
     commands.append(_rule(ifname, "postrouting", [*leaving, {"masquerade": None}]))
     return commands
 
@@ -121,7 +122,7 @@ ICMPV6_ALWAYS = ("destination-unreachable", "packet-too-big", "time-exceeded", "
 ICMPV6_ND = ("nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert")
 #: Multicast Listener Discovery, link-local only (RFC 4890 §4.4.1)
 ICMPV6_MLD = ("mld-listener-query", "mld-listener-report", "mld-listener-done", "mld2-listener-report")
-#: one base chain per hook: IPv6 from the link goes to the regular chain of the same name
+#: hook -> the regular chain its base chain sends IPv6 from the link to
 FIREWALL_CHAINS = {"input": "inbound", "forward": "inbound_forward"}
 
 

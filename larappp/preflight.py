@@ -194,9 +194,10 @@ def check_nat(config: Config) -> tuple[bool, str]:
     if _legacy_nat_table() and not all(s.nat for s in config.sessions):
         ok = False
         lines.append(
-            "iptables-legacy has a nat table here, whose rules nft cannot read: make MASQUERADE/SNAT on "
-            f"{', '.join(s.name for s in config.sessions if not s.nat)} use --to-ports outside {embpf} and "
-            "flush that table, or move the rules to iptables-nft, or set nat = true in the session"
+            "iptables-legacy has a nat table here, whose rules nft cannot read: set nat = true in the session "
+            f"(larappp's NAT binds first), or make MASQUERADE/SNAT on {', '.join(s.name for s in config.sessions if not s.nat)} "
+            f"use --to-ports outside {embpf} and move them to iptables-nft (an empty table goes with "
+            "modprobe -r iptable_nat)"
         )
     return ok, "\n".join(lines)
 

@@ -98,6 +98,8 @@ def test_the_ipv6_firewall_holds_for_the_session_and_goes_with_it(cli: Cli, net)
     assert state["sessions"][0]["ipv6_global"] == [DTE_V6]  # the RA came through
     assert state["sessions"][0]["nftables"] == "inet larappp_lara1: firewall_ipv6"
     assert _tables(n) == ["larappp_lara1"]
+    shown = cli.run(cfg, "status", netns=n.dte).stdout
+    assert "    nftables inet larappp_lara1: firewall_ipv6" in shown.splitlines(), shown
     before = _dropped(n)
     _closed_to_the_internet_open_to_replies(n)
     assert _dropped(n) > before
