@@ -320,17 +320,22 @@ class Session:
                 return
             except LarapppError:
                 pass
-        dropped = False
         if self.pipe.has_modem_lines:
             try:
                 await self._drop_dtr()
-                dropped = True
+                await self._check_command_mode()
+                return
             except LarapppError as exc:
-                # DTR may not reach the module (a UART without the line wired, a VM's serial port)
-                log.info("cid %d: the DTR drop did not end the call (%s): \"+++\" and ATH", self.config.cid, exc)
-        if not dropped:
-            await self.at.escape(guard=ESCAPE_WAIT_S, timeout=self._command_timeout)
-            await self.at.command(commands.ath(), timeout=self._command_timeout)
+                # DTR may not reach the module (a UART without the line wired, a VM's serial
+                # port): AT -> OK if the call ended meanwhile, else "+++" and ATH
+                log.info("cid %d: the DTR drop did not end the call (%s)", self.config.cid, exc)
+            try:
+                await self._check_command_mode(timeout=min(2.0, self._command_timeout))
+                return
+            except LarapppError:
+                pass
+        await self.at.escape(guard=ESCAPE_WAIT_S, timeout=self._command_timeout)
+        await self.at.command(commands.ath(), timeout=self._command_timeout)
         await self._check_command_mode()
 
     async def _stop_engine(self) -> None:

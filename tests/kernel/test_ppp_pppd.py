@@ -740,8 +740,23 @@ def test_echo_failure_is_a_loss_in_data_mode(tmp_path: Path) -> None:
         await h.module_pipe.write(b"WORLD")
         await asyncio.wait_for(h.engine.terminated.wait(), 5)
         assert h.engine.exit_status == 15
-        # the module may still be in data mode: the session skips its AT probe (session.py)
+        # the bridge saw no NO CARRIER: the module is still in data mode, the session skips
+        # its AT probe (session.py)
         assert h.engine.lost == "echo-timeout"
         assert "stopped answering LCP Echo-Requests" in h.engine.reason
 
     engine_test(body, tmp_path, "echo-failed")
+
+
+@root_only
+def test_echo_failure_on_the_device_leaves_the_state_unknown(tmp_path: Path) -> None:
+    async def body(h: DeviceHarness) -> None:
+        await h.engine.start()
+        await asyncio.wait_for(h.module_reads(b"~HELLO~"), 5)
+        await h.module_pipe.write(b"WORLD")
+        await asyncio.wait_for(h.engine.terminated.wait(), 5)
+        assert h.engine.exit_status == 15
+        # a NO CARRIER would have gone into pppd's line discipline, unseen: probe first
+        assert h.engine.lost is None
+
+    device_test(body, tmp_path, "echo-failed")

@@ -137,8 +137,30 @@ def test_a_dtr_drop_that_does_not_reach_the_module_falls_back_to_the_escape(tmp_
 
             session.pipe.hangup = unwired  # type: ignore[method-assign]
             await _back(session, in_data_mode=True)
-            # no NO CARRIER within the command timeout: "+++" and ATH ended the call
+            # no NO CARRIER within the command timeout, no answer to AT: "+++" and ATH ended it
             assert call.closed_reason == "escape"
             assert sim.module.ports[0].mode == COMMAND and sim.module.ports[0].call is None
+
+    run(scenario)
+
+
+def test_after_a_dtr_drop_without_effect_a_call_already_ended_answers_at(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with _in_a_call(tmp_path, "rfc2217") as (sim, session, call):
+            assert session.pipe is not None
+
+            async def unwired(hold_s: float = 1.0) -> None:
+                await asyncio.sleep(0)
+
+            session.pipe.hangup = unwired  # type: ignore[method-assign]
+            sim.control.drop(cid=1)
+            # its NO CARRIER is lost (as into pppd's line discipline on a serial device)
+            seen = b""
+            while b"NO CARRIER" not in seen:
+                seen += await asyncio.wait_for(session.pipe.read(), 5)
+            # "+++" into command mode would get no answer and fail: AT -> OK is enough
+            await _back(session, in_data_mode=True)
+            assert call.closed_reason == "network-drop"
+            assert sim.module.ports[0].mode == COMMAND
 
     run(scenario)

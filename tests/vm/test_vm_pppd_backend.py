@@ -165,13 +165,10 @@ round() {{
     note load_lara2 "$(load lara2 ping)"
     sleep 2.5  # the daemon writes its state every 2 s
     cp /run/larappp/state.json $out/state-loaded.json
-    if [ $r = pppd ]; then
-        # pppd on the device killed: N_PPP stays on ttyS1 and the module in data mode. larappp
-        # must see the exit, reclaim the tty ("+++", ATH, since AT finds no answer) and redial.
-        t0=$(cut -d' ' -f1 /proc/uptime)
-        kill -9 $(pgrep -f '^/usr/sbin/pppd /dev/ttyS1 ')
+    # lara1 lost once on the device path: until larappp has it up again, its seconds
+    wait_recovered() {{
         note recovered FAIL
-        for i in $(seq 90); do
+        for i in $(seq 150); do
             sleep 1
             if $PY -c "import json, sys; s = {{x['name']: x for x in json.load(open('/run/larappp/state.json'))['sessions']}}['lara1']; sys.exit(s['state'] != 'up' or s['losses'] != 1)"; then
                 note recovered "$(awk -v a="$t0" '{{print $1 - a}}' /proc/uptime)"; break
@@ -179,6 +176,19 @@ round() {{
         done
         note ping_after_recovery "$(ping_check -I lara1 {server_v4})"
         cp /run/larappp/state.json $out/state-recovered.json
+    }}
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    if [ $r = pppd ]; then
+        # pppd on the device killed: N_PPP stays on ttyS1 and the module in data mode. larappp
+        # must see the exit, reclaim the tty ("+++", ATH, since AT finds no answer) and redial.
+        kill -9 $(pgrep -f '^/usr/sbin/pppd /dev/ttyS1 ')
+        wait_recovered
+    elif [ $r = pppd-swap ]; then
+        # the network drops lara1's call (the host's test does it on this request): NO CARRIER
+        # into pppd's line discipline, DCD unseen in this VM; pppd's LCP echoes go unanswered,
+        # it exits 15, and larappp recovers the port and redials
+        touch /share/drop-request
+        wait_recovered
     fi
 
     t0=$(cut -d' ' -f1 /proc/uptime)
@@ -299,7 +309,17 @@ def test_larappp_with_pppd_and_builtin_in_the_vm(
             # stored before): what pppd (or PppLink) answers must match.
             sim.module.nvm.auth[2] = AuthSetting(2, USER, PASSWORD)
             vm = pppd_vm(script, host_ttys=sim.pty_paths[:2], memory_mb=384)
-            await vm.wait_async(400)
+
+            async def drop_on_request() -> None:
+                while vm.read_share("drop-request") is None:
+                    await asyncio.sleep(0.2)
+                sim.control.drop(cid=1)
+
+            dropper = asyncio.create_task(drop_on_request())
+            try:
+                await vm.wait_async(500)
+            finally:
+                dropper.cancel()
             return vm, dict(sim.module.counters)
 
     vm, counters = asyncio.run(session())
@@ -337,12 +357,14 @@ def test_larappp_with_pppd_and_builtin_in_the_vm(
     check_round(builtin, "builtin")
     assert builtin.results["pppd_count"] == "0"
 
-    # pppd on the device killed with SIGKILL: lost, the tty reclaimed from N_PPP, redialled
-    got = pppd.results
-    assert got["recovered"] != "FAIL" and got["ping_after_recovery"] == "ok", pppd.context()
-    recovered = {s["name"]: s for s in json.loads(pppd.file("state-recovered.json"))["sessions"]}["lara1"]
-    assert "pppd was killed by SIGKILL" in recovered["last_loss_cause"], recovered
-    print(f"\nVM tier c: pppd on ttyS1 killed, lara1 up again after {float(got['recovered']):.1f} s (guest, TCG)")
+    # lara1 on the device lost and redialled: in round pppd its pppd killed with SIGKILL (the
+    # tty reclaimed from N_PPP), in pppd-swap its call dropped by the network (pppd's echoes fail)
+    for r, cause in ((pppd, "pppd was killed by SIGKILL"), (swap, "stopped answering LCP Echo-Requests")):
+        got = r.results
+        assert got["recovered"] != "FAIL" and got["ping_after_recovery"] == "ok", r.context()
+        recovered = {s["name"]: s for s in json.loads(r.file("state-recovered.json"))["sessions"]}["lara1"]
+        assert cause in recovered["last_loss_cause"], recovered
+        print(f"\nVM tier c: {r.name}: lara1 ({cause}) up again after {float(got['recovered']):.1f} s (guest, TCG)")
 
     # "+++" (pppd ended without a Terminate: the module still in data mode), which ends the
     # call itself under the AT&D2 larappp sets on every dial port (the ATH after it finds no
@@ -353,6 +375,7 @@ def test_larappp_with_pppd_and_builtin_in_the_vm(
         "calls_ended_escape": 4,  # and once more on the redial after the SIGKILL
         "calls_ended_lcp: LCP: the peer sent Terminate-Request (User request)": 2,
         "calls_ended_lcp: LCP: the peer sent Terminate-Request (larappp down)": 1,
+        "calls_ended_network-drop": 1,  # lara1 in round pppd-swap
     }, counters
     rounds = (pppd, swap, builtin)
     seconds = {r.name: (float(r.results["up_seconds"]), float(r.results["down_seconds"])) for r in rounds}

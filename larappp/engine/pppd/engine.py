@@ -40,9 +40,6 @@ log = logging.getLogger(__name__)
 
 #: how often status()'s uplink queue counters are read
 HOST_QUEUE_POLL_S = 1.0
-#: pppd's exit statuses (pppd(8)) that say how the link was lost (proto.ppp.events.LOST_CAUSES):
-#: 15 the module stopped answering echoes (still in data mode), 17 it looped pppd's frames back
-LOST_BY_EXIT = {15: "echo-timeout", 17: "looped-back"}
 
 
 def owns_device(pipe: Pipe) -> bool:
@@ -247,8 +244,8 @@ class PppdEngine(PppEngine):
         for failure in self._give_back_device():
             log.warning("%s: %s", self.options.ifname, failure)
         self.exit_status = status
-        if not self._ending_requested and status in LOST_BY_EXIT:
-            self.lost = LOST_BY_EXIT[status]
+        if not self._ending_requested:
+            self.lost = self._lost_by_exit(status)
         if self._ending_requested and status in (0, 5, 16):
             reason = f"larappp ended the link (pppd exited with status {status})"
         else:
@@ -257,6 +254,17 @@ class PppdEngine(PppEngine):
         if status == 19:
             self._fail(PPPError(f"PPP on {self.options.ifname}: {reason}"))
         self._finish(reason)
+
+    def _lost_by_exit(self, status: int) -> str | None:
+        """How the link was lost (proto.ppp.events.LOST_CAUSES) by pppd's exit status, where
+        that says it: 17 the module looped pppd's frames back (command mode); 15 it stopped
+        answering echoes, still in data mode only on the bridge, which would have seen a NO
+        CARRIER (on the device, pppd's line discipline swallows it: the state is unknown)."""
+        if status == 17:
+            return "looped-back"
+        if status == 15 and self.bridge is not None:
+            return "echo-timeout"
+        return None
 
     async def _count_host_queue(self) -> None:
         """The pacing qdisc's counters for status() (a netlink call, so not in status itself)."""
