@@ -32,7 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 INSTANCE = "simtest"
 SIM_DIR = "/run/larappp-sim"
 METRICS_FILE = f"/var/lib/prometheus/node-exporter/larappp-{INSTANCE}.prom"
-#: the session's own port and a control port of its own (it hears +CGEV and +CEREG), as on a router
+#: the session's own port and a control port of its own (it hears +CGEV and +CEREG), as on a
+#: router; a hold-off before the redial longer than the guest's polls of `systemctl show` are
+#: apart (up to ~3 s under TCG on a busy host), so that one of them sees the waiting status
 CONFIG = f"""
 [modem]
 port = "{SIM_DIR}/ttyLARA1"
@@ -42,9 +44,9 @@ metrics_file = "{METRICS_FILE}"
 cid = 1
 apn = "internet"
 port = "{SIM_DIR}/ttyLARA0"
-backend = "builtin"
+backend = "{{backend}}"
 dns = "file"
-holdoff = 1
+holdoff = 5
 """
 #: `systemctl show` of the unit, one property a line
 SHOW = "systemctl show -p ActiveState -p SubState -p StatusText -p NRestarts -p Result -p WatchdogTimestampMonotonic"
@@ -174,7 +176,6 @@ def stage() -> Iterator[Path]:
         "[Unit]\nDescription=larappp VM test\nRequires=larappp-test.service\nAfter=larappp-test.service\nAllowIsolate=yes\n"
     )
     (folder / "etc/larappp").mkdir(parents=True)
-    (folder / f"etc/larappp/{INSTANCE}.toml").write_text(CONFIG)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -192,9 +193,11 @@ def _metrics(text: str | None) -> dict[str, str]:
     return dict(line.rsplit(" ", 1) for line in (text or "").splitlines() if line and not line.startswith("#"))
 
 
+@pytest.mark.parametrize("backend", ["builtin", "pppd"])
 def test_the_template_starts_recovers_a_dropped_call_and_stops_clean_under_systemd(
-    systemd_artifacts: VmArtifacts, stage: Path
+    systemd_artifacts: VmArtifacts, stage: Path, backend: str
 ) -> None:
+    (stage / f"etc/larappp/{INSTANCE}.toml").write_text(CONFIG.format(backend=backend))
     append = f"rdinit=/init-systemd larappp.systemd={stage} systemd.unit=larappp-test.target"
     with PppdVm("", artifacts=systemd_artifacts, memory_mb=512, extra_append=append) as vm:
         assert vm.wait(900) == 0
@@ -218,17 +221,19 @@ def test_the_template_starts_recovers_a_dropped_call_and_stops_clean_under_syste
     recovering = [(t, p) for t, p in polls if p["StatusText"] != "cid 1 up"]
     assert recovering, f"no status other than up seen while recovering: {polls}"
     texts = [p["StatusText"] for _, p in recovering]
-    assert any("lost" in t and "NO CARRIER" in t for t in texts), texts
-    assert any("redial" in t for t in texts), texts
+    # the hold-off before the redial: "cid 1 lost (the module left data mode: it sent NO CARRIER
+    # between the PPP frames), redial 1 at 23:10:05"
+    assert any(t.startswith("cid 1 lost (") and "NO CARRIER" in t and ", redial 1 at " in t for t in texts), texts
     print("\n".join(dict.fromkeys(texts)))
     # the unit stayed active the whole time: no restart by systemd
     assert all((p["ActiveState"], p["SubState"], p["NRestarts"]) == ("active", "running", "0") for _, p in polls), polls
     recovered = _properties(vm.read_share("recovered.txt"))
     assert (recovered["StatusText"], recovered["ActiveState"], recovered["NRestarts"]) == ("cid 1 up", "active", "0"), context
-    # the watchdog: no ping while the link was down, pings again once it is back
-    first_seen = recovering[0][0]
-    last_ping_while_down = int(recovering[-1][1]["WatchdogTimestampMonotonic"]) / 1e6
-    assert last_ping_while_down < first_seen + 1.0, (first_seen, last_ping_while_down)
+    # the watchdog: no ping while the session was lost or redialling (larappp's own lines for
+    # those states), pings again once it is back
+    down = [p["WatchdogTimestampMonotonic"] for _, p in recovering
+            if p["StatusText"].startswith(("cid 1: lost (", "cid 1 lost (", "cid 1 redialling"))]
+    assert down and len(set(down)) == 1, polls
     pinged = _properties(vm.read_share("pinged.txt"))
     assert int(pinged["WatchdogTimestampMonotonic"]) / 1e6 > recovering[-1][0], (pinged, recovering[-1])
     assert pinged["NRestarts"] == "0" and "watchdog" not in journal.lower(), context
