@@ -278,7 +278,9 @@ save(got=got.decode(errors="replace"))
 if behaviour == "auth-failed":
     print("PAP authentication failed", file=sys.stderr, flush=True)
     os._exit(19)
-if behaviour == "echo-failed":
+if behaviour in ("echo-failed", "echo-looped"):
+    if behaviour == "echo-looped":  # the module in command mode echoed pppd's Echo-Requests
+        print("appear to have received our own echo-reply!", file=sys.stderr, flush=True)
     print("No response to 3 echo-requests", file=sys.stderr, flush=True)
     os._exit(15)
 if behaviour == "take-tty":
@@ -733,30 +735,42 @@ def test_terminate_on_the_device_is_sigterm_and_the_tty_comes_back(tmp_path: Pat
 
 
 @root_only
-def test_echo_failure_is_a_loss_in_data_mode(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("behaviour", "lost", "reason"), [
+    # silence: the module may still be in data mode, the session skips its AT probe (session.py)
+    ("echo-failed", "echo-timeout", "stopped answering LCP Echo-Requests"),
+    # NO CARRIER on a line without DCD (a pty): pppd does not see it, the module echoes its frames
+    # back in command mode, pppd ends after its own echo replies; the session's AT probe answers
+    ("echo-looped", "looped-back", "Echo-Requests came back to it"),
+])
+def test_echo_failure_says_whether_the_module_is_still_in_data_mode(
+    tmp_path: Path, behaviour: str, lost: str, reason: str
+) -> None:
     async def body(h: Harness) -> None:
         await h.engine.start()
         await h.module_reads(b"~HELLO~")
         await h.module_pipe.write(b"WORLD")
         await asyncio.wait_for(h.engine.terminated.wait(), 5)
         assert h.engine.exit_status == 15
-        # the bridge saw no NO CARRIER: the module is still in data mode, the session skips
-        # its AT probe (session.py)
-        assert h.engine.lost == "echo-timeout"
-        assert "stopped answering LCP Echo-Requests" in h.engine.reason
+        assert h.engine.lost == lost
+        assert reason in h.engine.reason
 
-    engine_test(body, tmp_path, "echo-failed")
+    engine_test(body, tmp_path, behaviour)
 
 
 @root_only
-def test_echo_failure_on_the_device_leaves_the_state_unknown(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("behaviour", "lost"), [
+    # a NO CARRIER would have gone into pppd's line discipline, unseen: probe first
+    ("echo-failed", None),
+    # pppd's own Echo-Replies came back: the module is in command mode
+    ("echo-looped", "looped-back"),
+])
+def test_echo_failure_on_the_device_is_looped_back_or_unknown(tmp_path: Path, behaviour: str, lost: str | None) -> None:
     async def body(h: DeviceHarness) -> None:
         await h.engine.start()
         await asyncio.wait_for(h.module_reads(b"~HELLO~"), 5)
         await h.module_pipe.write(b"WORLD")
         await asyncio.wait_for(h.engine.terminated.wait(), 5)
         assert h.engine.exit_status == 15
-        # a NO CARRIER would have gone into pppd's line discipline, unseen: probe first
-        assert h.engine.lost is None
+        assert h.engine.lost == lost
 
-    device_test(body, tmp_path, "echo-failed")
+    device_test(body, tmp_path, behaviour)

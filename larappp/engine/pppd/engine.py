@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 #: how often status()'s uplink queue counters are read
 HOST_QUEUE_POLL_S = 1.0
+#: pppd's log line for an Echo-Reply carrying its own magic number (lcp.c): the line loops its
+#: frames back, as a module in command mode with echo on does after NO CARRIER on a line
+#: without DCD; an echo failure after it is a looped-back line, not a silent one in data mode
+OWN_ECHO_REPLY = "appear to have received our own echo-reply"
 
 
 def owns_device(pipe: Pipe) -> bool:
@@ -248,6 +252,9 @@ class PppdEngine(PppEngine):
             self.lost = self._lost_by_exit(status)
         if self._ending_requested and status in (0, 5, 16):
             reason = f"larappp ended the link (pppd exited with status {status})"
+        elif self.lost == "looped-back" and status == 15:
+            reason = (f"pppd's LCP Echo-Requests came back to it (exit status {status}): the module left "
+                      "data mode, its NO CARRIER unseen on a line without DCD")
         else:
             reason = describe_exit(status, self.pppd.last_line)
         self._note(f"{self.options.ifname}: {reason}")
@@ -257,10 +264,11 @@ class PppdEngine(PppEngine):
 
     def _lost_by_exit(self, status: int) -> str | None:
         """How the link was lost (proto.ppp.events.LOST_CAUSES) by pppd's exit status, where
-        that says it: 17 the module looped pppd's frames back (command mode); 15 it stopped
-        answering echoes, still in data mode only on the bridge, which would have seen a NO
-        CARRIER (on the device, pppd's line discipline swallows it: the state is unknown)."""
-        if status == 17:
+        that says it: 17 the module looped pppd's frames back (command mode), as does 15 after
+        pppd saw its own Echo-Replies; otherwise 15 it stopped answering echoes, still in data
+        mode only on the bridge, which would have seen a NO CARRIER (on the device, pppd's line
+        discipline swallows it: the state is unknown)."""
+        if status == 17 or (status == 15 and any(OWN_ECHO_REPLY in line for line in self.pppd.log_tail)):
             return "looped-back"
         if status == 15 and self.bridge is not None:
             return "echo-timeout"
