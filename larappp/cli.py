@@ -186,6 +186,13 @@ class BringUpStopped(LarapppError):
     exit_code = EXIT_INTERRUPTED
 
 
+def _not_progress_lines(record: logging.LogRecord) -> bool:
+    """Leaves out a log record that also went out as a progress line (supervisor.PROGRESS_LINE)."""
+    from larappp.supervisor import PROGRESS_LINE
+
+    return not getattr(record, PROGRESS_LINE, False)
+
+
 async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None) -> int:
     from larappp.preflight import host_ports_before_up
     from larappp.supervisor import Supervisor
@@ -198,6 +205,8 @@ async def _run_up(config: Config, args: argparse.Namespace, ready_fd: int | None
             _send_to_parent(ready_fd, "PROGRESS " + message.replace("\n", " "))
     else:
         progress = _Progress(sys.stderr, quiet=args.quiet)
+        if not args.quiet and _log_handler is not None:
+            _log_handler.addFilter(_not_progress_lines)  # the same stream: each line once
     progress = forwarding_status(progress)
     trace = (lambda line: _stderr(f"AT {line}", 7)) if args.verbose else None
     for line in host_ports_before_up(config):

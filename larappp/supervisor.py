@@ -29,6 +29,9 @@ from larappp.transport.shaping import share_of
 
 log = logging.getLogger(__name__)
 
+#: set on a log record whose message also went out as a progress line
+PROGRESS_LINE = "larappp_progress_line"
+
 EXIT_BUG = 70  # EX_SOFTWARE, as the CLI reports a bug
 SIGNAL_REFRESH_INTERVAL = 30.0  # s between AT+CESQ reads on the idle control port
 
@@ -283,7 +286,9 @@ class Supervisor:
             self.write_state()
 
     def _recovery_note(self, message: str) -> None:
-        log.warning("%s", message)  # the daemon's log keeps every loss and redial
+        # The daemon's log keeps every loss and redial; where the progress lines go to the
+        # same stream as the log (`up --foreground`, under systemd), the log leaves it out.
+        log.warning("%s", message, extra={PROGRESS_LINE: True})
         self.progress(message)
 
     async def _keep_up(self, session: Session) -> None:

@@ -510,7 +510,7 @@ class BuiltinPppEngine(PppEngine):
             elif isinstance(event, (ev.NetworkProtocolClosed, ev.ProtocolRejected)):
                 name = (event.protocol if isinstance(event, ev.NetworkProtocolClosed) else event.name).upper()
                 family = 6 if "IPV6" in name else 4 if "IPCP" in name else 0
-                self._note(f"{self.options.ifname}: {event}")
+                self._note(f"{self.options.ifname}: {ev.describe(event)}")
                 if family in self.families_up and not self.link.terminated:
                     # This family alone went down (renegotiated, or closed by the network):
                     # nothing of it may stay on the host; it is set again when it reopens.
@@ -532,18 +532,18 @@ class BuiltinPppEngine(PppEngine):
                             "check the APN and the PDP type"
                         ))
             elif isinstance(event, (ev.LinkTerminated, ev.EchoTimedOut)):
-                self._note(f"{self.options.ifname}: {event}")
+                self._note(f"{self.options.ifname}: {ev.describe(event)}")
                 if isinstance(event, ev.LinkTerminated):
                     self.lost = event.lost
                     self._finish(event.reason)
             elif isinstance(event, ev.AuthFailed):
                 # The user name counts as a secret in logs: never print the event itself.
-                self._note(f"{self.options.ifname}: authentication ({event.method}) failed")
+                self._note(f"{self.options.ifname}: {ev.describe(event)}")
                 self._fail(PPPError(f"PPP authentication ({event.method}) failed: {event.reason}: check user and password"))
             elif isinstance(event, ev.AuthSucceeded):
-                self._note(f"{self.options.ifname}: authenticated ({event.method})")
+                self._note(f"{self.options.ifname}: {ev.describe(event)}")
             else:
-                self._note(f"{self.options.ifname}: {event}")
+                self._note(f"{self.options.ifname}: {ev.describe(event)}")
         if self.slaac is not None:
             for packet in self.slaac.packets_to_send():
                 control = True

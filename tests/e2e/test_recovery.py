@@ -152,6 +152,11 @@ def test_ports_that_never_return_give_up_after_maxfail(cli: Cli, net, tmp_path: 
     assert "maxfail = 2" in state["error"], state
     assert session["losses"] == 1 and session["redials"] == 2, session
     assert "2 redials failed in a row" in done[0].stderr, done[0].stderr
+    # Log and progress share stderr here (as under journald): each loss and redial once.
+    lines = done[0].stderr.splitlines()
+    logged = {line.split(" WARNING ", 1)[1] for line in lines if " WARNING " in line}
+    shown = {line for line in lines if "redial" in line and " WARNING " not in line}
+    assert shown and not shown & logged, lines
     links = json.loads(n.dte_run("ip", "-j", "link").stdout)
     assert [link["ifname"] for link in links] == ["lo"]
     assert n.dte_run("ip", "route").stdout.strip() == ""

@@ -168,3 +168,37 @@ LinkEvent = (
     | LinkWentDown
     | LinkTerminated
 )
+
+
+def describe(event: LinkEvent) -> str:
+    """One line a person reads in a log or the journal (no Python repr, no user name)."""
+    match event:
+        case LinkOpened():
+            auth = event.auth_by_peer or event.auth_by_us
+            return (f"LCP up (MRU {event.local_mru} ours, {event.remote_mru} the peer's"
+                    + (f", authentication {auth}" if auth else "") + ")")
+        case AuthSucceeded():
+            return f"authenticated ({event.method})"
+        case AuthFailed():
+            return f"authentication ({event.method}) failed"
+        case IpcpOpened():
+            return f"IPCP up: IPv4 {event.local}"
+        case Ipv6cpOpened():
+            return f"IPV6CP up: link-local {event.local_link_local}"
+        case NetworkProtocolClosed():
+            return f"{event.protocol.upper()} closed: {event.reason}"
+        case ProtocolRejected():
+            return f"the peer rejected protocol {event.name} (0x{event.protocol:04x})"
+        case PacketReceived():
+            return f"IPv{event.family} packet of {len(event.packet)} octets"
+        case EchoTimedOut():
+            return f"the peer answered none of {event.unanswered} LCP echo requests"
+        case LinkLooped():
+            return f"the line is looped back ({event.evidence})"
+        case ModemLeftDataMode():
+            return f"the module left data mode: {event.result} between the PPP frames"
+        case LinkWentDown():
+            return f"LCP renegotiating: {event.reason}"
+        case LinkTerminated():
+            return f"link ended: {event.reason}" + (f" (lost: {event.lost})" if event.lost else "")
+    raise TypeError(f"not a link event: {type(event).__name__}")
