@@ -5,8 +5,9 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 # ppp: Debian's pppd, which tests/kernel runs where the kernel has no PPP (tests/vm installs
 # it too, but runs last); systemd and udev: the unit and rule checks (systemd-analyze, udevadm);
-# nftables: `nft`, which router mode (nat) runs and `check` reads the NAT rules with.
-DEB_PACKAGES = iproute2 iputils-ping iperf3 dnsutils procps systemd udev ppp nftables
+# nftables: `nft`, which router mode (nat) runs and `check` reads the NAT rules with;
+# iptables: the check's test that it names an iptables(-nft/-legacy) masquerade.
+DEB_PACKAGES = iproute2 iputils-ping iperf3 dnsutils procps systemd udev ppp nftables iptables
 STAMP = .deps-installed
 
 .PHONY: demo test deps install lint bench fuzz clean vm-image test-vm man sdist

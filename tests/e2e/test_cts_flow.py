@@ -8,7 +8,6 @@ on the host where it is counted), and overflows the module's buffer when it is o
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -28,25 +27,6 @@ RADIO_UPLINK_KBIT = 200
 MODULE_BUFFER = 16384
 
 
-def _iperf(n: Net, *extra: str, seconds: int) -> dict[str, Any]:
-    """iperf3 from the DTE namespace to the server in the simulator's internet namespace. The
-    simulator runs in the DTE namespace (its RFC 2217 ports listen on that 127.0.0.1), under
-    `ip netns exec`, so the namespace it made is only in its own mount namespace: enter it."""
-    server = subprocess.Popen(["nsenter", "-t", str(n.sim.proc.pid), "-m", "ip", "netns", "exec", n.inet,
-                               "iperf3", "-s", "-1", "-p", "5201"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        out = n.dte_run("iperf3", "-c", SERVER_V4, "-p", "5201", "-t", str(seconds), "-J", *extra, timeout=60)
-        result: dict[str, Any] = json.loads(out.stdout)
-        assert "error" not in result, result["error"]
-        return result
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait(timeout=10)
-
-
 def _sim_status(tmp_path: Path) -> dict[str, Any]:
     answer = request(str(tmp_path / "sim" / CONTROL_NAME), {"fault": "status"})
     assert answer["ok"], answer
@@ -63,7 +43,7 @@ def test_udp_flood_over_rfc2217_loses_nothing_in_the_module_with_cts(
     cfg = _config(cli, n, _session(n.sim.urls[1], 1, "internet"), modem_extra=f"uplink_kbit = 0\n{flow}")
     _up(cli, cfg, n)
     before = _sim_status(tmp_path)
-    result = _iperf(n, "-u", "-b", f"{4 * RADIO_UPLINK_KBIT}K", "-l", "1200", seconds=4)
+    result = n.iperf("-u", "-b", f"{4 * RADIO_UPLINK_KBIT}K", "-l", "1200", seconds=4)
     time.sleep(1.0)  # what the line and the radio still hold
     after = _sim_status(tmp_path)
     time.sleep(2.5)  # the daemon writes its state every 2 s

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import serial
@@ -35,12 +36,31 @@ class Net:
     dte: str
     inet: str
     sim: SimProcess
+    sim_in_dte: bool = False
 
     def dte_run(self, *argv: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
         return _ns(self.dte, *argv, timeout=timeout, check=check)
 
     def inet_run(self, *argv: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
         return _ns(self.inet, *argv, timeout=timeout, check=check)
+
+    def iperf(self, *extra: str, seconds: int = 4) -> dict[str, Any]:
+        """iperf3 -J from the DTE to a one-shot server in the internet namespace. A simulator
+        started inside the DTE's namespace made that namespace in its own mount namespace only:
+        the server then runs there (nsenter)."""
+        inside = ["nsenter", "-t", str(self.sim.proc.pid), "-m"] if self.sim_in_dte else []
+        server = subprocess.Popen([*inside, "ip", "netns", "exec", self.inet, "iperf3", "-s", "-1", "-p", "5201"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            out = self.dte_run("iperf3", "-c", SERVER_V4, "-p", "5201", "-t", str(seconds), "-J", *extra, timeout=60)
+            result: dict[str, Any] = json.loads(out.stdout)
+            assert "error" not in result, result["error"]
+            return result
+        finally:
+            if server.poll() is None:
+                server.kill()
+            server.wait(timeout=10)
 
 
 def _ns(ns: str, *argv: str, timeout: float, check: bool) -> subprocess.CompletedProcess[str]:
@@ -60,7 +80,7 @@ def net(tmp_path: Path, cli: Cli) -> Iterator[object]:
     def factory(*args: str, ports: int = 3, sim_in_dte: bool = False) -> Net:
         sim = start_sim(tmp_path, "--network", inet, *args, ports=ports, netns=dte if sim_in_dte else None)
         started.append(sim)
-        return Net(dte, inet, sim)
+        return Net(dte, inet, sim, sim_in_dte)
 
     try:
         yield factory

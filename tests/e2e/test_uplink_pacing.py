@@ -40,21 +40,6 @@ def _radio_uplink(tmp_path: Path) -> dict[str, int]:
     return counters
 
 
-def _iperf(n: Net, *extra: str, seconds: int = 4) -> dict[str, Any]:
-    server = subprocess.Popen(["ip", "netns", "exec", n.inet, "iperf3", "-s", "-1", "-p", "5201"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.3)
-        out = n.dte_run("iperf3", "-c", SERVER_V4, "-p", "5201", "-t", str(seconds), "-J", *extra, timeout=60)
-        result: dict[str, Any] = json.loads(out.stdout)
-        assert "error" not in result, result["error"]
-        return result
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait(timeout=10)
-
-
 def _start(cli: Cli, make_net, tmp_path: Path, uplink_kbit: int) -> tuple[Net, Path]:  # type: ignore[no-untyped-def]
     n: Net = make_net("--uplink-kbit", str(RADIO_UPLINK_KBIT), "--uplink-buffer", str(MODULE_BUFFER))
     cfg = _config(cli, n, _session(n.sim.ptys[0], 1, "internet"),
@@ -72,7 +57,7 @@ def _session_status(cli: Cli, cfg: Path, n: Net) -> dict[str, Any]:
 def test_paced_tcp_upload_loses_nothing_in_the_module(cli: Cli, net, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     n, cfg = _start(cli, net, tmp_path, PACED_KBIT)
     before = _radio_uplink(tmp_path)
-    result = _iperf(n)
+    result = n.iperf()
     after = _radio_uplink(tmp_path)
     goodput = result["end"]["sum_received"]["bits_per_second"] / 1000
     print(f"paced TCP upload: {goodput:.0f} kbit/s through a {RADIO_UPLINK_KBIT} kbit/s radio, "
@@ -94,7 +79,7 @@ def test_unpaced_udp_flood_overflows_the_module_buffer(cli: Cli, net, tmp_path: 
     0, at 1.43 Mbit/s through the 1.5 Mbit/s radio); a UDP flood always does."""
     n, cfg = _start(cli, net, tmp_path, 0)
     before = _radio_uplink(tmp_path)
-    result = _iperf(n, "-u", "-b", f"{4 * RADIO_UPLINK_KBIT}K", "-l", "1200", seconds=3)
+    result = n.iperf("-u", "-b", f"{4 * RADIO_UPLINK_KBIT}K", "-l", "1200", seconds=3)
     after = _radio_uplink(tmp_path)
     lost = after["dropped"] - before["dropped"]
     print(f"unpaced UDP flood at {4 * RADIO_UPLINK_KBIT} kbit/s: {result['end']['sum']['lost_percent']:.0f}% lost, "
@@ -107,7 +92,7 @@ def test_unpaced_udp_flood_overflows_the_module_buffer(cli: Cli, net, tmp_path: 
 def test_paced_udp_flood_drops_in_the_host_queue_not_the_module(cli: Cli, net, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     n, cfg = _start(cli, net, tmp_path, PACED_KBIT)
     before = _radio_uplink(tmp_path)
-    result = _iperf(n, "-u", "-b", f"{4 * RADIO_UPLINK_KBIT}K", "-l", "1200", seconds=3)
+    result = n.iperf("-u", "-b", f"{4 * RADIO_UPLINK_KBIT}K", "-l", "1200", seconds=3)
     after = _radio_uplink(tmp_path)
     time.sleep(3.0)  # the engine reads the qdisc's counters each second, the daemon writes its state each 2 s
     session = _session_status(cli, cfg, n)
