@@ -568,10 +568,8 @@ class BuiltinPppEngine(PppEngine):
         now = self._clock()
         # The host's global address uses its own IID, not the module's (app note §4.1.2).
         # Only the network sends RAs on a PPP link: its lifetimes hold, even short ones.
-        # No random delay before the first RS: RFC 4861 §6.3.7 asks for one to spread the
-        # solicitations of many hosts starting on one link; a PPP link has one host.
         self.slaac = slaac.SlaacClient(
-            local_iid, now, rs_interval=self.options.rs_interval, rs_delay_max=0.0,
+            local_iid, now, rs_interval=self.options.rs_interval,
             max_mtu=self.options.mru, two_hour_rule=False,
         )
         self.slaac.start(now)

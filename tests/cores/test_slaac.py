@@ -11,6 +11,7 @@ import pytest
 from larappp.proto import ip
 from larappp.proto.ipv6 import ndp
 from larappp.proto.ipv6.slaac import (
+    MAX_RTR_SOLICITATION_DELAY,
     AddressConfigured,
     AddressDeprecated,
     AddressExpired,
@@ -102,10 +103,10 @@ def test_router_solicitations_retry_then_time_out() -> None:
     assert client.solicitations_sent == 3
 
 
-def test_first_solicitation_is_delayed_randomly_within_one_second() -> None:
+def test_first_solicitation_is_delayed_randomly_within_one_second_when_asked() -> None:
     delays = set()
     for seed in range(20):
-        client = SlaacClient(HOST_IID, 5.0, random.Random(seed))
+        client = SlaacClient(HOST_IID, 5.0, random.Random(seed), rs_delay_max=MAX_RTR_SOLICITATION_DELAY)
         assert client.get_timer() is None  # nothing before start()
         client.start(5.0)
         deadline = client.get_timer()
@@ -116,6 +117,14 @@ def test_first_solicitation_is_delayed_randomly_within_one_second() -> None:
         assert len(client.packets_to_send()) == 1
         delays.add(round(deadline, 6))
     assert len(delays) > 1
+
+
+def test_on_a_ppp_link_the_first_solicitation_goes_at_once_by_default() -> None:
+    client = SlaacClient(HOST_IID, 5.0, random.Random(0))
+    client.start(5.0)
+    assert client.get_timer() == 5.0
+    client.handle_timer(5.0)
+    assert len(client.packets_to_send()) == 1
 
 
 def test_custom_solicitation_parameters() -> None:

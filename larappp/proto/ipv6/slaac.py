@@ -237,7 +237,7 @@ class SlaacClient:
         rs_interval: float = RTR_SOLICITATION_INTERVAL,
         ra_timeout: float | None = None,
         *,
-        rs_delay_max: float = MAX_RTR_SOLICITATION_DELAY,
+        rs_delay_max: float = 0.0,
         max_mtu: int | None = None,
         two_hour_rule: bool = True,
     ) -> None:
@@ -245,6 +245,9 @@ class SlaacClient:
         both fe80::iid and <prefix>:iid. `ra_timeout`: how long to wait for an RA after
         the last RS before reporting RaTimedOut (default `rs_interval`; RFC 4861 §6.3.7
         says MAX_RTR_SOLICITATION_DELAY, too short for a cellular network's first RA).
+        `rs_delay_max`: the random delay before the first RS. RFC 4861 §6.3.7 asks for up
+        to MAX_RTR_SOLICITATION_DELAY to spread the solicitations of many hosts starting on
+        one link; a PPP link has one host, so by default the first RS goes out at once.
         `max_mtu`: the PPP link MTU; larger RA MTUs are ignored (RFC 4861 §6.3.4).
         `two_hour_rule`: RFC 4862 §5.5.3 e) keeps an address at least two hours whatever
         a later RA says, against forged RAs from other hosts on a shared link. On a PPP
@@ -280,7 +283,8 @@ class SlaacClient:
 
     # -- inputs ------------------------------------------------------------------
     def start(self, now: float) -> None:
-        """Begin router discovery: the first RS goes out after a random delay (§6.3.7)."""
+        """Begin router discovery: the first RS goes out after a random delay of up to
+        `rs_delay_max` (none by default, see __init__)."""
         if self._started:
             return
         self._started = True
