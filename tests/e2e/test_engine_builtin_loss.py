@@ -45,7 +45,7 @@ def test_result_code_in_the_data_stream_ends_the_session(
             engine = rig.engine
             assert f"the module left data mode: it sent {result}" in engine.reason
             assert engine.lost == "left-data-mode"
-            assert any("ModemLeftDataMode" in note for note in rig.notes)
+            assert any(f"the module left data mode: {result} between" in note for note in rig.notes)
             print(f"{result}: session ended {elapsed * 1000:.1f} ms after the result code")
 
     run_scenario(netns, scenario)
